@@ -21,7 +21,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -56,7 +55,7 @@ def serve_seconds(tree: Path) -> float:
                 try:
                     with urllib.request.urlopen(f"http://{ports.HOST}:{port}/healthz", timeout=1):
                         return time.perf_counter() - began
-                except (urllib.error.URLError, ConnectionError):
+                except OSError:  # URLError, a refused or timed-out connection
                     time.sleep(0.01)  # not listening yet
             raise SystemExit(f"{tree}: no /healthz within {READY_SECONDS:g} s")
         finally:

@@ -7,13 +7,14 @@ import sys
 def main() -> int:
     """The CLI, its modules loaded with the cyclic collector off.
 
-    Loading them, and a server's start, build a heap of long-lived objects,
-    and the collector walked all of it again each time it had grown (five
-    full collections, ~0.8 s of a server's start, timed by `gc.callbacks`);
-    docs/performance.md has the start times with and without. The CLI turns
-    the collector on again once the command's modules are in; `serve` once
-    the app has started and its heap is frozen
-    (`gateway.app.freeze_startup_heap`)."""
+    Loading them builds a heap of long-lived objects only, and the collector
+    walked all of it again each time it had grown (a server's start ran
+    five full collections, ~0.8 s, timed by `gc.callbacks`; docs/
+    performance.md has the start times). The CLI turns the collector on
+    before a command runs; `serve` once it has loaded the server's modules,
+    which it freezes (`gc.freeze`: out of every later walk). A process
+    started otherwise (`serve --workers`' workers, the model's process)
+    loads with the collector on."""
     gc.disable()
     from gateway.cli import main as run
 

@@ -203,7 +203,6 @@ def freeze_startup_heap(young_threshold: int = 0) -> None:
     """
     gc.collect()
     gc.freeze()
-    gc.enable()  # off while the server's modules loaded and it started (`gateway.__main__`)
     if young_threshold:
         _, middle, old = gc.get_threshold()
         gc.set_threshold(young_threshold, middle, old)

@@ -58,8 +58,8 @@ GROUPS = (
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    # Off while the modules loaded (`gateway.__main__`); a server keeps it
-    # off until its start-up heap is frozen (`gateway.app.freeze_startup_heap`).
+    # Off while the modules loaded (`gateway.__main__`); `serve` keeps it off
+    # until it has loaded its own, and freezes them.
     if not getattr(args, "starts_server", False):
         gc.enable()
     if not hasattr(args, "run"):

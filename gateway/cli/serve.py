@@ -77,6 +77,10 @@ def _serve(args: argparse.Namespace) -> int:
     from gateway.delegation.keystore import load_active_key
     from gateway.observability.logs import banner, log_config
 
+    # Its modules are in, loaded with the collector off (`gateway.__main__`):
+    # out of the collector's walks for good; it is on for the start and after.
+    gc.freeze()
+    gc.enable()
     # Reach the database (and bring its schema up to date) before the server
     # starts: an unreachable or missing database is one line, not a traceback
     # from inside the lifespan.
@@ -95,7 +99,6 @@ def _serve(args: argparse.Namespace) -> int:
         on_database(
             settings, load_active_key(settings.effective_database_url, settings.sealing_secret)
         )
-        gc.enable()  # this process supervises for as long as they run
         return workers.serve(
             settings,
             log_level=args.log_level,

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import time
 import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -24,6 +26,8 @@ from gateway.storage import api_key_tables, audit_tables, flow_tables
 from gateway.storage import tables as gateway_tables
 from gateway.storage.sqlite_gate import GatedConnection
 from registry import tables as registry_tables
+
+logger = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 TARGET_METADATA: list[MetaData] = [
@@ -87,8 +91,20 @@ def _watch_the_client(dbapi_connection: Any, _record: Any) -> None:
 
 
 async def _check_client_connection(connection: Any) -> None:
-    if connection.get_server_version().major >= 14:
+    if connection.get_server_version().major < 14:
+        return
+    try:
         await connection.execute(f"SET client_connection_check_interval = {CLIENT_CHECK_MS}")
+    except asyncpg.PostgresError as refused:
+        # A server that cannot tell a closed socket (Windows; 14 without
+        # POLLRDHUP) or a managed one that fixes the setting refuses it: the
+        # connection serves as before, without the check.
+        _refused_once(str(refused))
+
+
+@functools.cache
+def _refused_once(reason: str) -> None:
+    logger.warning("client_connection_check_interval refused by the server: %s", reason)
 
 
 # A pooled connection back within this long proved itself by its last use;

@@ -4,6 +4,7 @@ start-up heap frozen, and the young generation's threshold from the settings."""
 from __future__ import annotations
 
 import gc
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -71,13 +72,6 @@ def collector_off() -> Iterator[None]:
         gc.enable()
 
 
-def test_a_started_gateway_turns_the_collector_on(
-    collector_off: None, thresholds: tuple[int, int, int]
-) -> None:
-    freeze_startup_heap(0)
-    assert gc.isenabled()
-
-
 def test_a_command_other_than_serve_turns_it_on_at_once(
     collector_off: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -85,3 +79,21 @@ def test_a_command_other_than_serve_turns_it_on_at_once(
     policy.write_text("agents: {}\n")
     assert main(["policy", "check", str(policy)]) == 0, capsys.readouterr().err
     assert gc.isenabled()
+
+
+def test_serve_turns_it_on_and_freezes_its_modules_before_serving(
+    collector_off: None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    thresholds: tuple[int, int, int],
+) -> None:
+    import uvicorn
+
+    served: list[bool] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *_a, **_k: served.append(gc.isenabled()))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert main(["serve", "--dev", "--data-dir", str(tmp_path), "--port", str(port)]) == 0
+    assert served == [True]
+    assert FROZEN == [True]  # the modules loaded out of the collector's walks

@@ -21,52 +21,32 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from bench import ports
+from gateway.demo.process import GatewayProcess
 
 HERE = Path(__file__).resolve().parent.parent
-READY_SECONDS = 60.0
-
-
-def _gateway(tree: Path, *args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [str(tree / ".venv" / "bin" / "python"), "-m", "gateway", *args],
-        cwd=tree,
-        env={**os.environ, "PYTHONPATH": str(tree)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
 
 
 def serve_seconds(tree: Path) -> float:
     """Seconds from starting `serve --dev` until `/healthz` answers 200."""
-    port = ports.free_port()
     with tempfile.TemporaryDirectory() as data:
+        gateway = GatewayProcess(Path(data), port=ports.from_range(), tree=tree)
         began = time.perf_counter()
-        server = _gateway(
-            tree, "serve", "--dev", "--data-dir", data, "--host", ports.HOST, "--port", str(port)
-        )
         try:
-            while time.perf_counter() - began < READY_SECONDS:
-                if server.poll() is not None:
-                    raise SystemExit(f"{tree}: the gateway exited with {server.returncode}")
-                try:
-                    with urllib.request.urlopen(f"http://{ports.HOST}:{port}/healthz", timeout=1):
-                        return time.perf_counter() - began
-                except OSError:  # URLError, a refused or timed-out connection
-                    time.sleep(0.01)  # not listening yet
-            raise SystemExit(f"{tree}: no /healthz within {READY_SECONDS:g} s")
+            gateway.start()
+            return time.perf_counter() - began
         finally:
-            server.terminate()
-            server.wait()
+            gateway.stop()
 
 
 def help_seconds(tree: Path) -> float:
     began = time.perf_counter()
-    if _gateway(tree, "mcp", "--help").wait() != 0:
-        raise SystemExit(f"{tree}: switchboard mcp --help failed")
+    python = str(tree / ".venv" / "bin" / "python")
+    subprocess.run(
+        [python, "-m", "gateway", "mcp", "--help"], cwd=tree, check=True, stdout=subprocess.DEVNULL
+    )
     return time.perf_counter() - began
 
 

@@ -36,8 +36,12 @@ class GatewayProcess:
         settings: dict[str, Any] | None = None,
         workers: int = 1,
         port: int | None = None,
+        tree: Path | None = None,
     ) -> None:
+        """``tree``: another checkout's gateway, run by its own `.venv` from its
+        directory (`bench.start_time`); by default this process's."""
         self.data_dir = data_dir
+        self.tree = tree
         self.workers = workers
         data_dir.mkdir(parents=True, exist_ok=True)
         # Held as long as this object lives: the gateway binds it itself, and
@@ -66,8 +70,9 @@ class GatewayProcess:
         self.settings = Settings.load(self.config, data_dir=data_dir, dev=True)
 
     def start(self, timeout: float = 60) -> GatewayProcess:
+        python = sys.executable if self.tree is None else str(self.tree / ".venv/bin/python")
         command = [
-            sys.executable,
+            python,
             "-m",
             "gateway",
             "serve",
@@ -85,7 +90,7 @@ class GatewayProcess:
         ]
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(  # noqa: S603 -- our own interpreter and module
-                command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ}
+                command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ}, cwd=self.tree
             )
         deadline = time.monotonic() + timeout
         while True:

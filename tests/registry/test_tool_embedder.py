@@ -9,7 +9,7 @@ import asyncio
 import pytest
 
 from registry.semantic_leg import SemanticLeg
-from registry.tool_embedder import Embedder
+from registry.tool_embedder import BLOCKED_ROWS, Embedder
 from tests.support.semantic import skip_unless_installed
 
 skip_unless_installed()
@@ -38,6 +38,17 @@ def test_a_text_embeds_alike_alone_and_in_a_padded_batch(embedder: Embedder) -> 
     alone = embedder.embed(["merge"])
     batched = embedder.embed(["merge", "a much longer text that pads the short one in its batch"])
     assert float(alone[0] @ batched[0]) > 0.9999
+
+
+def test_a_few_rows_by_blocks_embed_as_the_whole_product_does(embedder: Embedder) -> None:
+    """A query alone runs its linear layers by blocks of the weights'
+    columns; in a batch of over `BLOCKED_ROWS` tokens, by the whole matrix."""
+    filler = "a tool's description long enough to need many tokens, " * 4
+    batch = ["merge the pull request", *[f"{filler} {n}" for n in range(8)]]
+    assert sum(len(e.ids) for e in embedder._tokenizer.encode_batch(batch)) > BLOCKED_ROWS
+    alone = embedder.embed(batch[:1])
+    among_many = embedder.embed(batch)
+    assert float(abs(alone[0] - among_many[0]).max()) < 1e-5
 
 
 def test_the_leg_ranks_only_the_callers_tools_and_forgets_a_removed_one() -> None:

@@ -330,12 +330,13 @@ class McpUpstream(UpstreamCalls):
     async def _list_and_report(self, client: Client, *, probe: bool = False) -> None:
         """List the tools and hand them on. A probe reads the page as JSON
         first: the same page as at the last listing is the same listing, and
-        the SDK's check of a thousand tools (tens of ms on the event loop)
-        is skipped; any other answer is listed through the SDK. Either way
-        the listing is handed on (its hearers mark when it was listed)."""
+        the SDK's listing of a thousand tools (tens of ms on the event loop,
+        and a session's worth of cyclic garbage) is skipped; any other
+        answer is listed through the SDK. Either way the listing is handed
+        on (its hearers mark when it was listed)."""
         self._auth.default = await self._own(self._default_credential())
         page = await self.first_tools_page(client) if probe else None
-        if page is not None and page == self._page and self._listed is not None:
+        if page is not None and self._listed is not None and self._same_listing(page):
             self.probes_unchanged += 1
             tools = self._listed
         else:
@@ -350,6 +351,15 @@ class McpUpstream(UpstreamCalls):
         self._listed, self._page = tools, page  # one answer's, or no page
         self._tools_listed(tools)
         await self._own(self._on_tools(tools))
+
+    def _same_listing(self, page: list[Any]) -> bool:
+        """Whether ``page`` is the listing held: the page the last probe
+        read, or -- when the last listing read none (a session's first, one
+        after the server said its tools changed) -- a page that makes that
+        same listing (`listing_of`: the check the SDK's listing makes, once)."""
+        if self._page is not None:
+            return page == self._page
+        return listing_of(page) == self._listed
 
     async def _own(self, work: Awaitable[T]) -> T:
         """``work``, a part of the gateway's own (its credential, a record of

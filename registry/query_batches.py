@@ -1,12 +1,11 @@
 """Tool search's queries embedded together: those that arrive while the
 model is busy share its next pass.
 
-A query's pass through the model costs about the same whether it carries one
-query or several: most of it is the weights going through the cache, once
-per layer per pass (`bench.tool_search`'s figures: ~6 ms for one short
-query, ~16 ms for eight). Run one pass per query, eight concurrent searches
-cost eight passes, in as many threads, on a machine whose cores the
-gateway's requests need. Here one pass runs at a time; the queries that
+A pass through the model costs less per query the more queries it carries:
+part of it is paid once per pass, whatever it carries (the weights read,
+once per layer; docs/performance.md has the figures). Run one pass per
+query, eight concurrent searches cost eight passes, in as many threads, on
+a machine whose cores the gateway's requests need. Here one pass runs at a time; the queries that
 arrived during it go in the next, up to `MOST_AT_ONCE`. Nothing waits for a
 batch to fill: a query that finds the model idle is embedded at once.
 

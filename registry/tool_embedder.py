@@ -29,11 +29,12 @@ MAX_TOKENS = 128  # of a tool's text: its name, title and description come first
 BATCH = 32
 LAYERS = 6
 HEADS = 12
-# Up to this many rows (tokens of a pass) a linear layer's product runs by
-# blocks of the weights' columns (`Embedder._product`): alternated, the
-# blocks were the faster up to 80 rows, the whole matrix from 400.
-BLOCKED_ROWS = 128
-BLOCK_ELEMENTS = 128 * 384
+# Up to this many rows (tokens of a pass: a search's few queries) a linear
+# layer's product runs by blocks of the weights' columns
+# (`Embedder._product`); above, the whole matrix is the faster
+# (docs/performance.md, "A query's pass by blocks").
+BLOCKED_ROWS = 64
+BLOCK_ELEMENTS = 128 * 384  # weights a block: 128 columns of 384 rows, 32 of 1,536
 
 
 class SemanticUnavailable(RuntimeError):
@@ -94,8 +95,8 @@ class Embedder:
     def __init__(self, tensors: dict[str, Any], tokenizer: Any) -> None:
         self._t = tensors
         # Each linear layer's weights also as narrow blocks of columns, for
-        # products of a few rows (`_product`): the encoder's 42 MB twice,
-        # in the model's process, for a query's pass in ~0.6 of the time.
+        # products of a few rows (`_product`): the encoder's weights are
+        # held twice wherever the model is loaded.
         self._blocks = {
             name: _column_blocks(weight)
             for name, weight in tensors.items()
@@ -158,8 +159,9 @@ class Embedder:
 
     def _layer(self, x: Any, grid: _Grid, p: str) -> Any:
         """One encoder layer over ``x``, the batch's real tokens, one row
-        each (n, dims): one BLAS call per linear layer (numpy runs a 3-D @
-        2-D product slice by slice, about 20x slower)."""
+        each (n, dims): a linear layer's product over all of them at once
+        (`_product`; numpy runs a 3-D @ 2-D product slice by slice, about
+        20x slower)."""
         import numpy as np
 
         t = self._t
@@ -191,18 +193,19 @@ class Embedder:
 
     def _product(self, y: Any, weight: str) -> Any:
         """``y @ W``. For a few rows (a search's queries), one product per
-        block of W's columns: each then fits OpenBLAS's small-matrix kernel,
-        which reads W as it is, where one product of the whole W first
-        copies it into packed panels -- for 10 rows and (384, 1536), more
-        time than the arithmetic (docs/performance.md: a query's pass).
-        For many rows (a catalog's texts) the packing pays for itself, and
-        the whole W is the faster."""
+        block of W's columns. One product of the whole W first copies W
+        into packed panels, which for a handful of rows costs more than the
+        arithmetic; a block's product of up to ~20 rows takes OpenBLAS's
+        small-matrix kernel, which reads the block where it lies (its limit:
+        rows x columns x inputs <= 10^6), and up to `BLOCKED_ROWS` the
+        blocks' products were no slower than the whole one. For many rows
+        (a catalog's texts) the packing pays for itself."""
         import numpy as np
 
         if len(y) > BLOCKED_ROWS:
             return y @ self._t[weight]
         blocks = self._blocks[weight]
-        out = np.empty((len(y), blocks[-1][1]), dtype=np.float32)
+        out = np.empty((len(y), blocks[-1][1]), dtype=np.result_type(y, blocks[0][2]))
         for start, end, block in blocks:
             np.matmul(y, block, out=out[:, start:end])
         return out
@@ -214,9 +217,7 @@ def _is_linear(name: str) -> bool:
 
 def _column_blocks(weight: Any) -> list[tuple[int, int, Any]]:
     """``weight`` (inputs, outputs) as contiguous blocks of its columns, each
-    with where its columns start and end: BLOCK_ELEMENTS weights a block
-    (128 columns of 384 rows), which keeps rows x columns x inputs within
-    the small-matrix kernel's reach for up to ~20 rows."""
+    with where its columns start and end (`BLOCK_ELEMENTS` weights a block)."""
     import numpy as np
 
     inputs, outputs = weight.shape

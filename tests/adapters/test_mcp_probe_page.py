@@ -32,10 +32,12 @@ class Tamper:
         self.answer: Any = None
         self.delay = 0.0
         self.listings = 0
+        self.counting = False  # every listing counted, none changed
 
     def middleware(self, app: ASGIApp) -> ASGIApp:
         async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] != "http" or (self.answer is None and not self.delay):
+            changing = self.answer is not None or self.delay or self.counting
+            if scope["type"] != "http" or not changing:
                 await app(scope, receive, send)
                 return
             body, replay = await buffered(receive)
@@ -44,6 +46,9 @@ class Tamper:
                 await app(scope, replay, send)
                 return
             self.listings += 1
+            if self.counting:
+                await app(scope, replay, send)
+                return
             if self.answer is None:
                 await asyncio.sleep(self.delay)
                 await app(scope, replay, send)
@@ -106,16 +111,46 @@ def test_a_raw_page_that_is_not_one_good_page_is_no_page(bad: str) -> None:
             assert tamper.answer is None  # the bad answer was the one read
             # A probe whose raw read is bad lists through the SDK: the
             # listing is handed on, and no page stands for it.
-            await upstream._list_and_report(client, probe=True)  # a good page, kept
+            # (A good page: the session's listing, found without the SDK's.)
+            await upstream._list_and_report(client, probe=True)
+            assert upstream.probes_unchanged == 1 and upstream._page is not None
             tamper.answer = BAD_ANSWERS[bad]
             await upstream._list_and_report(client, probe=True)
-            assert tamper.answer is None and upstream.probes_unchanged == 0
+            assert tamper.answer is None and upstream.probes_unchanged == 1
             assert upstream._page is None and upstream._listed is not None
             assert sorted(t["name"] for t in upstream._listed) == ["add", "echo"]
-            # The next probe reads a good page again: kept, then found as it was.
+            # The next probes read a good page again: each the listing held.
             await upstream._list_and_report(client, probe=True)
             await upstream._list_and_report(client, probe=True)
-            assert upstream.probes_unchanged == 1
+            assert upstream.probes_unchanged == 3
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        server.stop()
+
+
+def test_a_sessions_first_probe_reads_the_page_alone_and_a_changed_one_is_listed() -> None:
+    # The session's own listing read no page: its first probe finds the
+    # page makes the listing held, with no listing through the SDK (one
+    # `tools/list` at the server); a page that changed is listed through it.
+    tamper = Tamper()
+    server = _server(tamper)
+
+    async def scenario() -> None:
+        async with connected(server.url, cap=CAP, event_cap=CAP) as (upstream, _used):
+            client = upstream._client
+            assert client is not None and upstream._page is None
+            held = upstream._listed
+            tamper.counting = True
+            await upstream._list_and_report(client, probe=True)
+            assert (tamper.listings, upstream.probes_unchanged) == (1, 1)
+            assert upstream._listed is held and upstream._page is not None
+            upstream._page = None
+            upstream._listed = [*held[:1]]  # as if the server's tools had been one fewer
+            await upstream._list_and_report(client, probe=True)
+            assert (tamper.listings, upstream.probes_unchanged) == (3, 1)  # page, then the SDK's
+            assert sorted(t["name"] for t in upstream._listed) == ["add", "echo"]
 
     try:
         asyncio.run(scenario())

@@ -32,6 +32,10 @@ if TYPE_CHECKING:
     from registry.model_process import ModelProcess
 
 MOST_AT_ONCE = 16  # queries in one pass: the cost per query stops falling around here
+# A batch's similarities by blocks of this many tools, for up to this many
+# queries (`_product`; docs/performance.md, "A query's pass by blocks").
+ROWS_AT_ONCE = 256
+BLOCKED_QUERIES = 8
 
 
 class QueryEmbedder(Protocol):
@@ -186,10 +190,29 @@ def _similarities(batch: list[_Asked], vectors: list[Any]) -> dict[int, Any]:
             by_matrix.setdefault(id(asked.matrix), []).append(k)
     similarities: dict[int, Any] = {}
     for ks in by_matrix.values():
-        product = batch[ks[0]].matrix @ np.stack([vectors[k] for k in ks]).T
+        product = _product(batch[ks[0]].matrix, np.stack([vectors[k] for k in ks]).T)
         for column, k in enumerate(ks):
             similarities[k] = product[:, column]
     return similarities
+
+
+def _product(matrix: Any, queries: Any) -> Any:
+    """``matrix @ queries``: every tool's similarity to each query, a column
+    each. For a few queries, by blocks of `ROWS_AT_ONCE` tools: one
+    product of all 10,000 rows first copies them into packed panels, which
+    costs more than the arithmetic; a block's product takes OpenBLAS's
+    small-matrix kernel (rows x queries x dimensions <= 10^6), which reads
+    the rows where they lie. One query's is a matrix-vector product,
+    which packs nothing."""
+    import numpy as np
+
+    if not 2 <= queries.shape[1] <= BLOCKED_QUERIES or len(matrix) <= ROWS_AT_ONCE:
+        return matrix @ queries
+    out = np.empty((len(matrix), queries.shape[1]), dtype=np.result_type(matrix, queries))
+    for start in range(0, len(matrix), ROWS_AT_ONCE):
+        end = start + ROWS_AT_ONCE
+        np.matmul(matrix[start:end], queries, out=out[start:end])
+    return out
 
 
 def _best(similarity: Any, depth: int) -> list[tuple[int, float]]:

@@ -201,3 +201,14 @@ def test_the_next_pass_does_not_wait_for_a_batchs_scoring(
     assert passes == 2
     assert [i for i, _ in first] == [0]
     assert [i for i, _ in second] == [1]
+
+
+@pytest.mark.parametrize("queries", [1, 2, 5, query_batches.BLOCKED_QUERIES, 12])
+def test_a_batchs_similarities_by_blocks_are_the_whole_products(queries: int) -> None:
+    # 1,000 tools: three whole blocks and a part one.
+    rng = np.random.default_rng(7)
+    matrix = rng.standard_normal((1_000, 384)).astype(np.float32)
+    vectors = rng.standard_normal((384, queries)).astype(np.float32)
+    product = query_batches._product(matrix, vectors)
+    assert product.shape == (1_000, queries)
+    assert np.allclose(product, matrix.astype(np.float64) @ vectors, rtol=0, atol=1e-3)

@@ -151,6 +151,10 @@ class McpUpstream(UpstreamCalls):
         self._announce_tools = False
         self._listed: ToolList | None = None  # the last listing handed on
         self._page: list[Any] | None = None  # its first page as JSON, if read so
+        # The session whose SDK listed the tools last: only it may take a
+        # page for its listing (a session that never listed through its SDK
+        # has not taken the tools' definitions in, which its calls need).
+        self._listed_by: Client | None = None
         self.probes_unchanged = 0  # probes that found that page as it was
 
     @property
@@ -254,6 +258,7 @@ class McpUpstream(UpstreamCalls):
                         await asyncio.wait({listening}, timeout=timeout)
             finally:
                 self._client = None
+                self._listed_by = None
                 self._call_stamp = None
                 self._lane = None
                 self._ready.clear()
@@ -336,12 +341,19 @@ class McpUpstream(UpstreamCalls):
         on (its hearers mark when it was listed)."""
         self._auth.default = await self._own(self._default_credential())
         page = await self.first_tools_page(client) if probe else None
-        if page is not None and self._listed is not None and self._same_listing(page):
+        held = self._listed
+        if (
+            page is not None
+            and held is not None
+            and self._listed_by is client
+            and self._same_listing(page)
+        ):
             self.probes_unchanged += 1
-            tools = self._listed
+            tools = held
         else:
             async with asyncio.timeout(self._timings.call_seconds):
                 tools = await list_all_tools(client)
+            self._listed_by = client
             if page is not None and listing_of(page) != tools:
                 page = None  # another answer than the page (it changed meanwhile)
         if tools == self._listed:
@@ -356,7 +368,9 @@ class McpUpstream(UpstreamCalls):
         """Whether ``page`` is the listing held: the page the last probe
         read, or -- when the last listing read none (a session's first, one
         after the server said its tools changed) -- a page that makes that
-        same listing (`listing_of`: the check the SDK's listing makes, once)."""
+        same listing (`listing_of`: each tool validated as the SDK's listing
+        validates it; a tool the SDK's listing leaves out, for a header it
+        refuses, is in the page and not in the listing: not the same)."""
         if self._page is not None:
             return page == self._page
         return listing_of(page) == self._listed

@@ -247,9 +247,11 @@ _TOOLS = TypeAdapter(list[types.Tool])
 
 
 def listing_of(page: list[Any]) -> ToolList | None:
-    """The listing a page of tools as JSON makes, as `list_all_tools` makes
-    it (None: not a list of tools): to tell whether the SDK's listing is of
-    that same page."""
+    """The listing a page of tools as JSON makes, each tool validated and
+    dumped as `list_all_tools` does it (None: not a list of tools), to tell
+    whether the SDK's listing is of that same page. (The SDK's listing also
+    leaves out a tool whose `x-mcp-header` it refuses: such a page makes a
+    listing longer than the SDK's, never equal to it.)"""
     try:
         return _dumped(_TOOLS.validate_python(page, by_name=False))
     except ValueError:

@@ -199,11 +199,12 @@ def _similarities(batch: list[_Asked], vectors: list[Any]) -> dict[int, Any]:
 def _product(matrix: Any, queries: Any) -> Any:
     """``matrix @ queries``: every tool's similarity to each query, a column
     each. For a few queries, by blocks of `ROWS_AT_ONCE` tools: one
-    product of all 10,000 rows first copies them into packed panels, which
-    costs more than the arithmetic; a block's product takes OpenBLAS's
-    small-matrix kernel (rows x queries x dimensions <= 10^6), which reads
-    the rows where they lie. One query's is a matrix-vector product,
-    which packs nothing."""
+    product of every row first copies them all into packed panels, which
+    costs more than the arithmetic; where OpenBLAS has a small-matrix
+    kernel (its AVX-512 builds among others: rows x queries x dimensions
+    <= 10^6), a block's product reads the rows where they lie. (Where it
+    has none, a block is packed as the whole is: not measured.) One
+    query's is a matrix-vector product, which packs nothing."""
     import numpy as np
 
     if not 2 <= queries.shape[1] <= BLOCKED_QUERIES or len(matrix) <= ROWS_AT_ONCE:

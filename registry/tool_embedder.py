@@ -195,10 +195,11 @@ class Embedder:
         """``y @ W``. For a few rows (a search's queries), one product per
         block of W's columns. One product of the whole W first copies W
         into packed panels, which for a handful of rows costs more than the
-        arithmetic; a block's product of up to ~20 rows takes OpenBLAS's
-        small-matrix kernel, which reads the block where it lies (its limit:
-        rows x columns x inputs <= 10^6), and up to `BLOCKED_ROWS` the
-        blocks' products were no slower than the whole one. For many rows
+        arithmetic; where OpenBLAS has a small-matrix kernel (its AVX-512
+        builds among others), a block's product of up to ~20 rows takes it
+        and reads the block where it lies (its limit: rows x columns x
+        inputs <= 10^6), and up to `BLOCKED_ROWS` the blocks' products were
+        no slower than the whole one (on a CPU without it: not measured). For many rows
         (a catalog's texts) the packing pays for itself."""
         import numpy as np
 

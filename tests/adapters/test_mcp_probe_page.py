@@ -151,6 +151,12 @@ def test_a_sessions_first_probe_reads_the_page_alone_and_a_changed_one_is_listed
             await upstream._list_and_report(client, probe=True)
             assert (tamper.listings, upstream.probes_unchanged) == (3, 1)  # page, then the SDK's
             assert sorted(t["name"] for t in upstream._listed) == ["add", "echo"]
+            # A session whose own SDK has not listed (its first listing
+            # failed before it) lists through it, whatever the page.
+            upstream._page, upstream._listed_by = None, None
+            await upstream._list_and_report(client, probe=True)
+            assert (tamper.listings, upstream.probes_unchanged) == (5, 1)
+            assert upstream._listed_by is client
 
     try:
         asyncio.run(scenario())

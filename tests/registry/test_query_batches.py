@@ -205,10 +205,12 @@ def test_the_next_pass_does_not_wait_for_a_batchs_scoring(
 
 @pytest.mark.parametrize("queries", [1, 2, 5, query_batches.BLOCKED_QUERIES, 12])
 def test_a_batchs_similarities_by_blocks_are_the_whole_products(queries: int) -> None:
-    # 1,000 tools: three whole blocks and a part one.
+    # 1,000 tools: three whole blocks and a part one; 257: one and one row.
+    # The queries' vectors as `_similarities` passes them (a transposed stack).
     rng = np.random.default_rng(7)
-    matrix = rng.standard_normal((1_000, 384)).astype(np.float32)
-    vectors = rng.standard_normal((384, queries)).astype(np.float32)
-    product = query_batches._product(matrix, vectors)
-    assert product.shape == (1_000, queries)
-    assert np.allclose(product, matrix.astype(np.float64) @ vectors, rtol=0, atol=1e-3)
+    for rows in (1_000, query_batches.ROWS_AT_ONCE + 1):
+        matrix = rng.standard_normal((rows, 384)).astype(np.float32)
+        vectors = np.stack(list(rng.standard_normal((queries, 384)).astype(np.float32))).T
+        product = query_batches._product(matrix, vectors)
+        assert product.shape == (rows, queries)
+        assert np.allclose(product, matrix.astype(np.float64) @ vectors, rtol=0, atol=1e-3)

@@ -28,8 +28,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import Any
 
 import mcp_types as types
 from mcp import Client
@@ -68,7 +67,7 @@ from adapters.mcp_listen import listen_for_changes
 from adapters.mcp_passthrough import McpPassThrough
 from adapters.mcp_results import malformed
 from adapters.mcp_stamp import ToolCallStamp
-from adapters.mcp_upstream_errors import describe
+from adapters.mcp_upstream_errors import describe, own_part
 
 # What the rest of the gateway imports from here (the parts moved to
 # mcp_client, mcp_lane and mcp_upstream_errors keep their old address).
@@ -97,7 +96,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 class McpUpstream(UpstreamCalls):
@@ -214,7 +212,7 @@ class McpUpstream(UpstreamCalls):
         timeout = self._timings.connect_seconds
         # Requests the transport makes on its own (a GET stream, the closing
         # DELETE) carry this default; a call's own credential overrides it.
-        self._auth.default = await self._own(self._default_credential())
+        self._auth.default = await own_part(self._default_credential())
         # Entered and left in this task, in one block: the SDK's task groups
         # must see the exception that ends the session where it happens.
         async with contextlib.AsyncExitStack() as stack:
@@ -246,7 +244,7 @@ class McpUpstream(UpstreamCalls):
                 self._ready.set()
                 self._first_attempt.set()
                 try:
-                    await self._own(self._on_health(True, None, self.connected))
+                    await own_part(self._on_health(True, None, self.connected))
                 except OwnFailure as exc:
                     self._kept(exc)
                 listening = asyncio.create_task(self._listen(client)) if is_modern(client) else None
@@ -339,7 +337,7 @@ class McpUpstream(UpstreamCalls):
         and a session's worth of cyclic garbage) is skipped; any other
         answer is listed through the SDK. Either way the listing is handed
         on (its hearers mark when it was listed)."""
-        self._auth.default = await self._own(self._default_credential())
+        self._auth.default = await own_part(self._default_credential())
         page = await self.first_tools_page(client) if probe else None
         held = self._listed
         if (
@@ -362,7 +360,7 @@ class McpUpstream(UpstreamCalls):
             tools = self._listed
         self._listed, self._page = tools, page  # one answer's, or no page
         self._tools_listed(tools)
-        await self._own(self._on_tools(tools))
+        await own_part(self._on_tools(tools))
 
     def _same_listing(self, page: list[Any]) -> bool:
         """Whether ``page`` is the listing held: the page the last probe
@@ -374,18 +372,6 @@ class McpUpstream(UpstreamCalls):
         if self._page is not None:
             return page == self._page
         return listing_of(page) == self._listed
-
-    async def _own(self, work: Awaitable[T]) -> T:
-        """``work``, a part of the gateway's own (its credential, a record of
-        the server's): a failure there is `OwnFailure`, never the server's --
-        a session is not dropped, nor the server called disconnected, for
-        the gateway's database being down."""
-        try:
-            return await work
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            raise OwnFailure(describe(exc)) from exc
 
     def _kept(self, failure: OwnFailure) -> None:
         logger.warning(

@@ -4,13 +4,17 @@ with a JSON-RPC error."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
+from typing import TypeVar
+
 import aiohttp
 from mcp import MCPError
 from mcp_types import (
     INTERNAL_ERROR,
 )
 
-from adapters.errors import UpstreamError
+from adapters.errors import OwnFailure, UpstreamError
 from adapters.mcp_http import (
     connect_failure,
 )
@@ -47,3 +51,19 @@ def describe(exc: BaseException) -> str:
         return connect_failure(exc)
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+T = TypeVar("T")
+
+
+async def own_part(work: Awaitable[T]) -> T:
+    """``work``, a part of the gateway's own in keeping a session (its
+    credential, a record of the server's): a failure there is `OwnFailure`,
+    never the server's -- a session is not dropped, nor the server called
+    disconnected, for the gateway's database being down."""
+    try:
+        return await work
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        raise OwnFailure(describe(exc)) from exc

@@ -340,19 +340,15 @@ class McpUpstream(UpstreamCalls):
         self._auth.default = await own_part(self._default_credential())
         page = await self.first_tools_page(client) if probe else None
         held = self._listed
-        if (
-            page is not None
-            and held is not None
-            and self._listed_by is client
-            and self._same_listing(page)
-        ):
+        made = None if page is None else self._page_listing(page)
+        if held is not None and made is held and self._listed_by is client:
             self.probes_unchanged += 1
             tools = held
         else:
             async with asyncio.timeout(self._timings.call_seconds):
                 tools = await list_all_tools(client)
             self._listed_by = client
-            if page is not None and listing_of(page) != tools:
+            if made != tools:
                 page = None  # another answer than the page (it changed meanwhile)
         if tools == self._listed:
             # A probe's usual answer, compared here once: handed on as the
@@ -362,16 +358,21 @@ class McpUpstream(UpstreamCalls):
         self._tools_listed(tools)
         await own_part(self._on_tools(tools))
 
-    def _same_listing(self, page: list[Any]) -> bool:
-        """Whether ``page`` is the listing held: the page the last probe
-        read, or -- when the last listing read none (a session's first, one
-        after the server said its tools changed) -- a page that makes that
-        same listing (`listing_of`: each tool validated as the SDK's listing
-        validates it; a tool the SDK's listing leaves out, for a header it
-        refuses, is in the page and not in the listing: not the same)."""
-        if self._page is not None:
-            return page == self._page
-        return listing_of(page) == self._listed
+    def _page_listing(self, page: list[Any]) -> ToolList | None:
+        """The listing ``page`` makes (None: not a list of tools), worked
+        out once a probe: the listing held itself when ``page`` is the page
+        the last probe read, or -- when the last listing read none (a
+        session's first, one after the server said its tools changed) --
+        when it makes that same listing; else a listing of its own.
+        (`listing_of` validates each tool as the SDK's listing does; a tool
+        that listing leaves out, for a header it refuses, stays in: such a
+        page never makes the SDK's listing.)"""
+        if self._page is not None and page == self._page:
+            return self._listed
+        made = listing_of(page)
+        if self._page is None and made is not None and made == self._listed:
+            return self._listed
+        return made
 
     def _kept(self, failure: OwnFailure) -> None:
         logger.warning(

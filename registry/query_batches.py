@@ -5,9 +5,10 @@ A pass through the model costs less per query the more queries it carries:
 part of it is paid once per pass, whatever it carries (the weights read,
 once per layer; docs/performance.md has the figures). Run one pass per
 query, eight concurrent searches cost eight passes, in as many threads, on
-a machine whose cores the gateway's requests need. Here one pass runs at a time; the queries that
-arrived during it go in the next, up to `MOST_AT_ONCE`. Nothing waits for a
-batch to fill: a query that finds the model idle is embedded at once.
+a machine whose cores the gateway's requests need. Here one pass runs at a
+time; the queries that arrived during it go in the next, up to
+`MOST_AT_ONCE`. Nothing waits for a batch to fill: a query that finds the
+model idle is embedded at once.
 
 The pass runs in the model's own process (`registry.model_process`: why),
 or in a worker thread when the model is loaded here (tests, benches); the

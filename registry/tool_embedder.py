@@ -199,8 +199,8 @@ class Embedder:
         builds among others), a block's product of up to ~20 rows takes it
         and reads the block where it lies (its limit: rows x columns x
         inputs <= 10^6), and up to `BLOCKED_ROWS` the blocks' products were
-        no slower than the whole one (on a CPU without it: not measured). For many rows
-        (a catalog's texts) the packing pays for itself."""
+        no slower than the whole one (on a CPU without it: not measured).
+        For many rows (a catalog's texts) the packing pays for itself."""
         import numpy as np
 
         if len(y) > BLOCKED_ROWS:

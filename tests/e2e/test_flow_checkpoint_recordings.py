@@ -14,7 +14,13 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, text
 
-from tests.support.dbos_records import Operation, dbos_table, operations, system_engine
+from tests.support.dbos_records import (
+    Operation,
+    dbos_table,
+    operations,
+    system_engine,
+    workflow_state,
+)
 from tests.support.flow_crash import CrashWorld, crashable
 from tests.support.flows import POLICY
 from tests.support.waiting import wait_for
@@ -71,7 +77,15 @@ def _approve(crash: CrashWorld, run_id: str) -> dict[str, Any]:
     with crash.admin() as admin:
         decided = admin.post(f"/approvals/{approval}", json={"decision": "approve"})
     assert decided.status_code == 200, decided.text
-    return crash.until(FLOW_ID, run_id, lambda r: r["state"] in ("completed", "failed"))
+    ended = crash.until(FLOW_ID, run_id, lambda r: r["state"] in ("completed", "failed"))
+    # The run's state is written inside its "finish" step, whose own record
+    # DBOS writes after it returns: the test reads every operation, so it
+    # waits for the workflow to have ended in DBOS's tables too.
+    wait_for(
+        lambda: workflow_state(crash.database_url, run_id) in ("SUCCESS", "ERROR"),
+        what=f"run {run_id}'s workflow ended in DBOS",
+    )
+    return ended
 
 
 def test_opening_a_checkpoint_is_its_first_look(crash: CrashWorld) -> None:

@@ -43,3 +43,16 @@ def operations(database_url: str, run_id: str) -> list[Operation]:
             {"run": run_id},
         ).all()
     return [(int(r[0]), str(r[1]), json.loads(r[2]) if r[2] else None) for r in rows]
+
+
+def workflow_state(database_url: str, run_id: str) -> str | None:
+    """DBOS's status of the run's workflow (``SUCCESS`` once its last step's
+    output is recorded), None before it is stored."""
+    with system_engine(database_url) as engine, engine.connect() as conn:
+        return conn.execute(
+            text(
+                f"SELECT status FROM {dbos_table(engine, 'workflow_status')} "  # noqa: S608
+                "WHERE workflow_uuid = :run"
+            ),
+            {"run": run_id},
+        ).scalar_one_or_none()

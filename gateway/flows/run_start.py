@@ -6,8 +6,8 @@ policy decides whether the user may run the flow, and what the flow may
 hold: the run's durable grant gets the scopes that decision granted, the
 actor chain with the flow last, and an end (`FlowSettings.grant_max_seconds`,
 or the flow's own ``max_run_seconds`` if shorter). The run and its grant
-are stored together, the grant audited (``flow.grant``), the run's A2A task
-recorded as submitted, and then its DBOS workflow started.
+are stored together with the run's A2A task, submitted (one transaction),
+the grant audited (``flow.grant``), and then its DBOS workflow started.
 
 A flow version never changes once stored: its document is parsed once per
 process (`FlowStore.parsed`), not at every start.
@@ -30,7 +30,7 @@ from gateway.flows.costs import BudgetSpent, check_budget
 from gateway.flows.definition import FlowDocument
 from gateway.flows.engine import FlowEngine
 from gateway.flows.runtime import FlowRuntime
-from gateway.flows.store import RunNotFound, RunNotStored, new_grant_id, new_run_id
+from gateway.flows.store import ID_TAKEN, RunNotFound, new_grant_id, new_run_id
 from registry.contracts import violation
 
 
@@ -148,25 +148,30 @@ class RunStarts:
             "context_id": context_id or str(uuid.uuid4()),
             **(fields or {}),
         }
+        said = f"run {run_id} of flow {flow_id} (version {version})"
         try:
-            await store.create_run(run, grant)
-        except RunNotStored:
+            # The run, its grant and its task, submitted, in one transaction.
+            created = store.creation(run, grant)
+            await self.rt.publish(run, "submitted", said, caller=caller, created=created)
+        except ID_TAKEN:
             raise RunAlreadyStarted(run_id) from None
         await self.rt.delegations.record_event(grant_event(grant, flow_id, trace_id))
-        said = f"run {run_id} of flow {flow_id} (version {version})"
-        await self.rt.publish(run, "submitted", said, caller=caller)
         await (self.engine.start(run_id) if launch is None else launch(run))
         return run_id
 
-    async def start_as_user(self, flow_id: str, caller: Caller, run_input: dict[str, Any]) -> str:
+    async def start_as_user(
+        self, flow_id: str, caller: Caller, run_input: dict[str, Any], version: int | None = None
+    ) -> str:
         """The REST API's and the CLI's start: the same admission as `/a2a/{flow_id}`
-        (raises the pipeline's `DelegationDenied`, `AgentNotFound`)."""
+        (raises the pipeline's `DelegationDenied`, `AgentNotFound`). ``version``:
+        the flow's current version, if the caller read it already."""
         return await self.start_admitted(
             flow_id,
             caller,
             lambda: run_input,
             event="flow.start",
             said=lambda run_id: f"run {run_id}",
+            version=version,
         )
 
     async def start_admitted(

@@ -42,6 +42,7 @@ from gateway.flows.definition import CallStep
 from gateway.flows.run_views import grant_view
 from gateway.flows.store import FlowStore
 from gateway.http.json_body import MAX_DEPTH
+from gateway.storage.statements import Sql
 from policies.rules import handoff
 
 RUN_STATES = {
@@ -130,13 +131,16 @@ class FlowRuntime:
         *,
         metadata: Mapping[str, Any] | None = None,
         caller: Caller | None = None,
+        created: Callable[[Sql], None] | None = None,
     ) -> None:
         """Set the run's state, and its A2A task's, with a status message.
 
         ``caller``: who made the call that started the run, given with its
         first record and kept with the task from then on (never a token), so
         the run's end starts the flows triggered by it for that caller, as any
-        agent's task does (`gateway.flows.triggers`)."""
+        agent's task does (`gateway.flows.triggers`). ``created``: the run's
+        creation (`FlowStore.creation`, the run stored in ``state`` already),
+        written instead of a change of its state."""
         values: dict[str, Any] = {"state": state}
         if state == "completed":
             values["output"] = output
@@ -152,7 +156,7 @@ class FlowRuntime:
             task.artifacts.append(result_artifact(output))
         owner = Owner(run["owner_subject"], run["owner_issuer"], caller)
         # The run's record and its task's, in one transaction.
-        write = self.store.run_write(run["id"], **values)
+        write = created or self.store.run_write(run["id"], **values)
         await self.tasks.record(run["flow_id"], owner, task, skill=SKILL, first=write)
 
 

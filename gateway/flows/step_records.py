@@ -68,6 +68,10 @@ _RUN_STEPS = Statement(
     f"SELECT {_every_column(flow_steps)} FROM flow_steps"  # noqa: S608
     " WHERE run_id = :run_id ORDER BY started_at, step_id",
 )
+_RUN_USAGES = Statement(
+    flow_steps,
+    "SELECT usage FROM flow_steps WHERE run_id = :run_id AND usage IS NOT NULL",
+)
 _SET_CURRENT_STEP = Statement(
     flow_runs,
     "UPDATE flow_runs SET current_step = :current_step, updated_at = :updated_at"
@@ -93,6 +97,11 @@ def run_row(sql: Sql, run_id: str) -> dict[str, Any] | None:
 def grant_row(sql: Sql, grant_id: str) -> dict[str, Any] | None:
     rows = sql.typed(_GRANT_ROW, {"id": grant_id})
     return rows[0] if rows else None
+
+
+def run_usages(sql: Sql, run_id: str) -> list[Any]:
+    """The usage each of the run's steps reported (those that did)."""
+    return [row["usage"] for row in sql.typed(_RUN_USAGES, {"run_id": run_id})]
 
 
 def run_view(

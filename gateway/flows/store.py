@@ -53,8 +53,8 @@ class RunNotFound(Exception):
     pass
 
 
-class RunNotStored(Exception):
-    """The run (or its grant) could not be stored: its id is taken."""
+# What storing a run whose id (or its grant's) is taken raises, by driver.
+ID_TAKEN = (IntegrityError, sqlite3.IntegrityError)
 
 
 class FlowStore:
@@ -161,14 +161,14 @@ class FlowStore:
 
     # Runs -------------------------------------------------------------------------
 
-    async def create_run(self, run: dict[str, Any], grant: dict[str, Any]) -> None:
-        """The run and its grant, in one transaction (`RunNotStored`: the id is taken)."""
+    def creation(self, run: dict[str, Any], grant: dict[str, Any]) -> Callable[[Sql], None]:
+        """The run and its grant stored, as a lean operation for a transaction
+        of another store's: the run's task is recorded with them
+        (`FlowRuntime.publish`). It raises one of `ID_TAKEN` if the run's id
+        (or its grant's) is taken."""
         now = _now()
         row = {"created_at": now, "updated_at": now, "finished_at": None, **run}
-        try:
-            await self._run(step_records.create_run, row, grant)
-        except (IntegrityError, sqlite3.IntegrityError):
-            raise RunNotStored(run["id"]) from None
+        return functools.partial(step_records.create_run, run=row, grant=grant)
 
     async def run_row(self, run_id: str) -> dict[str, Any]:
         row = await self._run.read(step_records.run_row, run_id)
@@ -355,15 +355,8 @@ class FlowStore:
 
     async def run_usage(self, run_id: str) -> TokenUsage | None:
         """The usage the run's steps reported, summed (None: none reported)."""
-        async with self._engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    select(flow_steps.c.usage).where(
-                        flow_steps.c.run_id == run_id, flow_steps.c.usage.is_not(None)
-                    )
-                )
-            ).all()
-        return summed(usage_of(r.usage) for r in rows)
+        usages = await self._run.read(step_records.run_usages, run_id)
+        return summed(usage_of(usage) for usage in usages)
 
     async def enter_step(
         self, run_id: str, step_id: str, grant_id: str, *, current: bool

@@ -189,10 +189,9 @@ async def start_run(
 ) -> RunView:
     held_to_json(request, start)
     service = state_of(request).flows
-    # FlowNotFound: 404, before admission; the run is of the version read here.
-    version = await service.rt.store.current_version(flow_id)
+    await service.rt.store.current_version(flow_id)  # FlowNotFound: 404, before admission
     try:
-        run_id = await service.start_as_user(flow_id, Caller.user(principal), start.input, version)
+        run_id = await service.start_as_user(flow_id, Caller.user(principal), start.input)
     except DelegationDenied as denied:
         raise _refused(denied) from None
     except InputInvalid as exc:

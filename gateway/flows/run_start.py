@@ -30,7 +30,8 @@ from gateway.flows.costs import BudgetSpent, check_budget
 from gateway.flows.definition import FlowDocument
 from gateway.flows.engine import FlowEngine
 from gateway.flows.runtime import FlowRuntime
-from gateway.flows.store import ID_TAKEN, RunNotFound, new_grant_id, new_run_id
+from gateway.flows.step_records import RunNotStored
+from gateway.flows.store import RunNotFound, new_grant_id, new_run_id
 from registry.contracts import violation
 
 
@@ -153,25 +154,21 @@ class RunStarts:
             # The run, its grant and its task, submitted, in one transaction.
             created = store.creation(run, grant)
             await self.rt.publish(run, "submitted", said, caller=caller, created=created)
-        except ID_TAKEN:
+        except RunNotStored:
             raise RunAlreadyStarted(run_id) from None
         await self.rt.delegations.record_event(grant_event(grant, flow_id, trace_id))
         await (self.engine.start(run_id) if launch is None else launch(run))
         return run_id
 
-    async def start_as_user(
-        self, flow_id: str, caller: Caller, run_input: dict[str, Any], version: int | None = None
-    ) -> str:
+    async def start_as_user(self, flow_id: str, caller: Caller, run_input: dict[str, Any]) -> str:
         """The REST API's and the CLI's start: the same admission as `/a2a/{flow_id}`
-        (raises the pipeline's `DelegationDenied`, `AgentNotFound`). ``version``:
-        the flow's current version, if the caller read it already."""
+        (raises the pipeline's `DelegationDenied`, `AgentNotFound`)."""
         return await self.start_admitted(
             flow_id,
             caller,
             lambda: run_input,
             event="flow.start",
             said=lambda run_id: f"run {run_id}",
-            version=version,
         )
 
     async def start_admitted(

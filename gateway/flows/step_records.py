@@ -25,8 +25,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import sqlite3
 from datetime import datetime
 from typing import Any
+
+from sqlalchemy.exc import IntegrityError
 
 from gateway.storage.flow_tables import flow_grants, flow_runs, flow_steps
 from gateway.storage.statements import Sql
@@ -126,10 +129,19 @@ def enter_step(
     return step_row(sql, run_id, step_id), grant_row(sql, grant_id)
 
 
+class RunNotStored(Exception):
+    """The run (or its grant) could not be stored: its id is taken."""
+
+
 def create_run(sql: Sql, run: dict[str, Any], grant: dict[str, Any]) -> None:
-    """A run's grant and then its record (which names it), in one transaction."""
-    sql.typed(_insert_row(flow_grants, tuple(sorted(grant))), grant)
-    sql.typed(_insert_row(flow_runs, tuple(sorted(run))), run)
+    """A run's grant and then its record (which names it), in one
+    transaction; `RunNotStored` if either id is taken (these writes' refusal
+    only, not that of any other write in the transaction)."""
+    try:
+        sql.typed(_insert_row(flow_grants, tuple(sorted(grant))), grant)
+        sql.typed(_insert_row(flow_runs, tuple(sorted(run))), run)
+    except (IntegrityError, sqlite3.IntegrityError):
+        raise RunNotStored(run["id"]) from None
 
 
 def set_run(sql: Sql, run_id: str, values: dict[str, Any]) -> bool:

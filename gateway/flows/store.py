@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import builtins
 import functools
-import sqlite3
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.flows import reservations, step_records
@@ -51,10 +49,6 @@ class FlowNotFound(Exception):
 
 class RunNotFound(Exception):
     pass
-
-
-# What storing a run whose id (or its grant's) is taken raises, by driver.
-ID_TAKEN = (IntegrityError, sqlite3.IntegrityError)
 
 
 class FlowStore:
@@ -164,8 +158,8 @@ class FlowStore:
     def creation(self, run: dict[str, Any], grant: dict[str, Any]) -> Callable[[Sql], None]:
         """The run and its grant stored, as a lean operation for a transaction
         of another store's: the run's task is recorded with them
-        (`FlowRuntime.publish`). It raises one of `ID_TAKEN` if the run's id
-        (or its grant's) is taken."""
+        (`FlowRuntime.publish`). It raises `RunNotStored` if the run's id (or
+        its grant's) is taken, which rolls the whole transaction back."""
         now = _now()
         row = {"created_at": now, "updated_at": now, "finished_at": None, **run}
         return functools.partial(step_records.create_run, run=row, grant=grant)

@@ -53,7 +53,7 @@ from sqlalchemy import Engine, create_engine, text
 from bench import ports
 from bench.flows import cpu_seconds
 from bench.quote_desk import QuoteDesk
-from bench.scale import database
+from bench.scale import server_database
 from gateway.demo.flow_agents import SalesDesk, sales_desk_app
 from gateway.demo.process import GatewayProcess
 from gateway.demo.servers import Server, bound_socket
@@ -247,13 +247,7 @@ def main() -> None:
         sales.start(desk.app(sales.url))
     with contextlib.ExitStack() as stack:
         temp = stack.enter_context(tempfile.TemporaryDirectory(prefix="switchboard-bench-load-"))
-        # A run of its own on PostgreSQL: a second run on one database would
-        # meet the first's agents, flows and runs.
-        url = (
-            stack.enter_context(database(args.database_url, Path(temp), "flow_load"))
-            if args.database_url
-            else None
-        )
+        url = server_database(stack, args.database_url, Path(temp), "flow_load")
         policy = Path(temp) / "policy.yaml"
         policy.write_text(POLICY)
         gateway = GatewayProcess(

@@ -15,10 +15,10 @@ measured as the gateway process's CPU time (/proc, user + system):
   agent (it streams: four events, each recorded), printed beside;
 * ``flow``: for each size in ``--steps`` (default 3 and 6), ``runs`` runs of
   a flow of that many such calls, started ``--concurrent`` at a time (the
-  two sizes' batches taking turns) and followed to their end -- read every 0.5 s, and the CPU of those reads
-  (measured after, on a finished run) left out: a run ending just after a
-  read is read once more, which cost about as much as a step's difference
-  between two trees. A run is followed for about half a second whatever
+  two sizes' batches taking turns) and followed to their end -- read every
+  0.5 s, and the CPU of those reads (measured after, on a finished run)
+  left out: a run ending just after a read is read once more, which cost
+  about as much as a step's difference between two trees. A run is followed for about half a second whatever
   its steps, so the gateway's background work meanwhile (its timers and
   the engine's: measured idle for ``--idle-seconds`` before the legs)
   lands in the intercept; the figures are printed with it and without.
@@ -51,7 +51,7 @@ from typing import Any
 import httpx
 
 from bench import ports
-from bench.scale import database
+from bench.scale import server_database
 from gateway.demo.flow_agents import SalesDesk, sales_desk_app
 from gateway.demo.process import GatewayProcess
 from gateway.demo.servers import Server, bound_socket
@@ -237,13 +237,8 @@ def main() -> None:
     legs: dict[int, Leg] = {}
     with contextlib.ExitStack() as stack:
         temp = stack.enter_context(tempfile.TemporaryDirectory(prefix="switchboard-bench-flows-"))
-        # PostgreSQL: a database of this run's own, dropped afterwards; the
-        # engine's floor is measured on it too (below).
-        url = (
-            stack.enter_context(database(args.database_url, Path(temp), "flows"))
-            if args.database_url
-            else None
-        )
+        # The engine's floor is measured on the same database (below).
+        url = server_database(stack, args.database_url, Path(temp), "flows")
         policy_file = Path(temp) / "policy.yaml"
         policy_file.write_text(policy((small, large)))
         gateway = GatewayProcess(

@@ -347,6 +347,16 @@ def database(server_url: str | None, root: Path, name: str) -> Iterator[str]:
         yield url.render_as_string(hide_password=False)
 
 
+def server_database(
+    stack: contextlib.ExitStack[Any], server_url: str | None, root: Path, name: str
+) -> str | None:
+    """`database` on the PostgreSQL server ``server_url`` names, dropped when
+    ``stack`` closes; None without one (the gateway's embedded SQLite). A
+    run of its own: a second run on one database would meet the first's
+    agents, flows and runs."""
+    return stack.enter_context(database(server_url, root, name)) if server_url else None
+
+
 # --- Measuring ----------------------------------------------------------------------------
 
 

@@ -349,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
             database_url=url,
             policy_file=policy,
             workers=args.workers,
+            port=ports.from_range(),
             # A registration lists a thousand tools: on a loaded machine, slowly.
             settings={
                 "mcp_auto_approve_new_tools": True,

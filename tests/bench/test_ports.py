@@ -4,14 +4,17 @@ handed out from it (real sockets on 127.0.0.1)."""
 from __future__ import annotations
 
 import argparse
+import ast
 import os
 import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+import bench
 from bench import ports
 
 
@@ -109,3 +112,19 @@ def test_a_child_process_inherits_the_range() -> None:
         check=True,
     )
     assert child.stdout.strip() == "range(41000, 41100)"
+
+
+def test_every_bench_gateway_takes_its_port_from_the_range() -> None:
+    """A bench's gateway listens inside `--ports` too: each `GatewayProcess`
+    a bench starts is given `port=` (`ports.from_range()`), else it takes a
+    port of its own choosing outside the range."""
+    unplaced = []
+    for path in sorted(Path(bench.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "id", getattr(node.func, "attr", None)) == "GatewayProcess"
+                and not any(keyword.arg == "port" for keyword in node.keywords)
+            ):
+                unplaced.append(f"{path.name}:{node.lineno}")
+    assert unplaced == []

@@ -21,13 +21,13 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from gateway.demo.flow_agents import SalesDesk, sales_desk_app
 from gateway.demo.process import GatewayProcess
-from gateway.flows.engine import system_database_url
 from gateway.flows.schedules import TICK_WORKFLOW
 from policies.scopes import ADMIN_SCOPE
+from tests.support.dbos_records import dbos_table, system_engine
 from tests.support.flows import POLICY
 from tests.support.servers import ServerThread
 from tests.support.waiting import wait_for
@@ -141,19 +141,17 @@ def _until(done: Any, seconds: float = 60) -> None:
 def _ticks_on_their_way(setup: Setup) -> int:
     """The ticks DBOS was given (a catch-up's backfill enqueues them before
     the gateway is ready) and has not yet run: each starts one run."""
-    db = create_engine(system_database_url(setup.gateway.settings.effective_database_url))
-    table = "dbos.workflow_status" if db.dialect.name == "postgresql" else "workflow_status"
-    try:
-        with db.connect() as conn:
-            count = conn.scalar(
-                text(
-                    f"SELECT count(*) FROM {table} "  # noqa: S608 -- the table name is ours
-                    "WHERE name = :name AND status IN ('ENQUEUED', 'PENDING')"
-                ),
-                {"name": TICK_WORKFLOW},
-            )
-    finally:
-        db.dispose()
+    with (
+        system_engine(setup.gateway.settings.effective_database_url) as db,
+        db.connect() as conn,
+    ):
+        count = conn.scalar(
+            text(
+                f"SELECT count(*) FROM {dbos_table(db, 'workflow_status')} "  # noqa: S608 -- ours
+                "WHERE name = :name AND status IN ('ENQUEUED', 'PENDING')"
+            ),
+            {"name": TICK_WORKFLOW},
+        )
     return int(count or 0)
 
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import bindparam, create_engine, text
+from sqlalchemy import bindparam, text
 
-from gateway.flows.engine import system_database_url
 from gateway.flows.schedules import TICK_WORKFLOW
+from tests.support.dbos_records import dbos_table, system_engine
 from tests.support.flows import POLICY, FlowSetup, flow_setup
 from tests.support.waiting import wait_for
 
@@ -119,11 +119,10 @@ def test_the_engine_forgets_a_tick_a_day_after_it_ended(
             # the test above for why it cannot be awaited).
             time.sleep(1.5)
             runs = _runs(admin)
-        db = create_engine(system_database_url(setup.gateway.settings.effective_database_url))
-        table = "dbos.workflow_status" if db.dialect.name == "postgresql" else "workflow_status"
-        ticks = f"SELECT workflow_uuid FROM {table} WHERE name = :name"  # noqa: S608 -- ours
         two_days_ms = 2 * 24 * 3600 * 1000
-        try:
+        with system_engine(setup.gateway.settings.effective_database_url) as db:
+            table = dbos_table(db, "workflow_status")
+            ticks = f"SELECT workflow_uuid FROM {table} WHERE name = :name"  # noqa: S608 -- ours
             with db.begin() as conn:
                 ended = list(conn.execute(text(ticks), {"name": TICK_WORKFLOW}).scalars())
                 assert len(ended) >= 3, ended
@@ -144,7 +143,5 @@ def test_the_engine_forgets_a_tick_a_day_after_it_ended(
 
             left = wait_for(forgotten, 20, every=0.2, what="the aged ticks deleted")
             assert recent in left
-        finally:
-            db.dispose()
         with setup.admin() as admin:
             assert {r["id"] for r in _runs(admin)} >= {r["id"] for r in runs}

@@ -9,8 +9,10 @@ the workflow was not cancelled, records the output) is the floor under any flow
 step the gateway runs on it: `bench.flows` prints it beside the gateway's own
 per-step cost, measured in the same run. CPU is this process's (all threads,
 from /proc via `time.process_time`), per step, by the slope between workflows
-of 1 and ``--steps + 1`` steps (what a workflow costs to start and end is left
-out).
+of 1 and ``--steps + 1`` steps; what a workflow costs to start and end (the
+intercept) is printed apart. With a PostgreSQL server on this machine, its
+CPU is read too (`bench.server_cpu`): the engine's floor is what both spend,
+on cores they share.
 """
 
 from __future__ import annotations
@@ -20,10 +22,13 @@ import asyncio
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dbos import DBOS
+
+from bench.server_cpu import postgres_cpu
 
 
 async def _noop(i: int) -> int:
@@ -37,20 +42,61 @@ async def _workflow(steps: int) -> int:
     return steps
 
 
-async def _cpu_per_workflow(steps: int, workflows: int) -> float:
-    started = time.process_time()
+@dataclass(frozen=True)
+class Spent:
+    """CPU seconds per workflow: this process's, and the server's (None: not seen)."""
+
+    client: float
+    server: float | None
+
+
+async def _cpu_per_workflow(steps: int, workflows: int, server: bool) -> Spent:
+    started, server_before = time.process_time(), postgres_cpu() if server else None
     for _ in range(workflows):
         handle: Any = await DBOS.start_workflow_async(_workflow, steps)
         await handle.get_result()
-    return (time.process_time() - started) / workflows
+    client = (time.process_time() - started) / workflows
+    server_after = postgres_cpu() if server else None
+    if server_before is None or server_after is None:
+        return Spent(client, None)
+    return Spent(client, (server_after - server_before) / workflows)
 
 
-async def measure(steps: int, workflows: int) -> float:
-    """Seconds of CPU per step (DBOS already launched)."""
-    await _cpu_per_workflow(steps, 3)  # warm: statements compiled, pools filled
-    short = await _cpu_per_workflow(1, workflows)
-    long = await _cpu_per_workflow(steps + 1, workflows)
-    return (long - short) / steps
+@dataclass(frozen=True)
+class Floor:
+    """Seconds of CPU a step adds (the slope) and a workflow's start and end
+    cost (the intercept): this process's and the server's."""
+
+    step: Spent
+    workflow: Spent
+
+
+def floor_of(steps: int, short: Spent, long: Spent) -> Floor:
+    def slope(a: float | None, b: float | None) -> float | None:
+        return None if a is None or b is None else (b - a) / steps
+
+    def intercept(a: float | None, per_step: float | None) -> float | None:
+        return None if a is None or per_step is None else a - per_step
+
+    step = Spent(slope(short.client, long.client) or 0.0, slope(short.server, long.server))
+    workflow = Spent(
+        intercept(short.client, step.client) or 0.0, intercept(short.server, step.server)
+    )
+    return Floor(step, workflow)
+
+
+async def measure(steps: int, workflows: int, server: bool) -> Floor:
+    """CPU per step and per workflow (DBOS already launched); ``server``: the
+    system database is a PostgreSQL server whose CPU is read too."""
+    await _cpu_per_workflow(steps, 3, server)  # warm: statements compiled, pools filled
+    short = await _cpu_per_workflow(1, workflows, server)
+    long = await _cpu_per_workflow(steps + 1, workflows, server)
+    return floor_of(steps, short, long)
+
+
+def _ms(spent: Spent) -> str:
+    server = "" if spent.server is None else f" + {spent.server * 1000:.2f} ms the server's"
+    return f"{spent.client * 1000:.2f} ms CPU{server}"
 
 
 def main() -> None:
@@ -70,10 +116,11 @@ def main() -> None:
         )
         try:
             DBOS.launch()
-            per_step = asyncio.run(measure(args.steps, args.workflows))
+            floor = asyncio.run(measure(args.steps, args.workflows, args.database is not None))
         finally:
             DBOS.destroy()
-    print(f"engine floor: {per_step * 1000:.2f} ms CPU per step")
+    print(f"engine floor: {_ms(floor.step)} per step")
+    print(f"a workflow's start and end: {_ms(floor.workflow)}")
 
 
 if __name__ == "__main__":

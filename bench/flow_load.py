@@ -54,10 +54,11 @@ from bench import ports
 from bench.flows import cpu_seconds
 from bench.quote_desk import QuoteDesk
 from bench.scale import server_database
+from bench.server_cpu import postgres_cpu
 from gateway.demo.flow_agents import SalesDesk, sales_desk_app
 from gateway.demo.process import GatewayProcess
 from gateway.demo.servers import Server, bound_socket
-from gateway.flows.engine import system_database_url
+from gateway.flows.engine import dbos_table, system_database_url
 from registry.tls import client_tls
 
 POLICY = (
@@ -169,6 +170,15 @@ def _failures(db: Engine) -> str:
     with db.connect() as conn:
         rows = conn.execute(text("SELECT error FROM flow_runs WHERE state = 'failed'")).all()
     return str(len(rows)) + (f" (first: {str(rows[0][0])[:160]})" if rows else "")
+
+
+def _operations(db: Engine) -> int:
+    """The operations DBOS recorded for every workflow (each a step's
+    output, a message received, a child started): what its floor is paid on
+    (`bench.engine_floor`)."""
+    table = dbos_table(db.dialect.name, "operation_outputs")
+    with db.connect() as conn:
+        return int(conn.scalar(text(f"SELECT count(*) FROM {table}")) or 0)  # noqa: S608 -- ours
 
 
 def _progress(counted: dict[str, int]) -> dict[str, int]:
@@ -294,6 +304,9 @@ def _load(
 
     rss_before = tree_rss(gateway)
     cpu_before = tree_cpu(gateway)
+    # The PostgreSQL server's CPU, when it runs on this machine: its cores are
+    # the gateway's too, so a rate target must fit what both spend a run.
+    server_before = postgres_cpu() if args.database_url else None
     own_before = cpu_seconds(os.getpid())
     sampler = _profile(gateway.pid, args.profile, args.workers) if args.profile else None
     began = time.monotonic()
@@ -320,10 +333,23 @@ def _load(
         report["failed before the checkpoint"] = _failures(db)
         report["all waiting after"] = f"{started + settle:.1f} s"
         cpu = tree_cpu(gateway) - cpu_before
+        runs = max(1, len(run_ids))
         report["gateway CPU until all wait"] = (
-            f"{cpu:.1f} s ({cpu * 1000 / max(1, len(run_ids)):.1f} ms per run, "
+            f"{cpu:.1f} s ({cpu * 1000 / runs:.1f} ms per run, "
             f"{cpu / (started + settle):.2f} cores)"
         )
+        server_after = postgres_cpu() if server_before is not None else None
+        if server_before is not None and server_after is not None:
+            server = server_after - server_before
+            report["PostgreSQL server CPU until all wait"] = (
+                f"{server:.1f} s ({server * 1000 / runs:.1f} ms per run)"
+            )
+            both = (cpu + server) / runs
+            report["both, a run; at most on this machine"] = (
+                f"{both * 1000:.1f} ms; {os.cpu_count() or 1} cores / {both * 1000:.1f} ms = "
+                f"{(os.cpu_count() or 1) / both:.0f} runs/s"
+            )
+        report["DBOS operations a run until it waits"] = f"{_operations(db) / runs:.1f}"
         if sampler is not None:
             sampler.send_signal(signal.SIGINT)  # py-spy writes its file when interrupted
             sampler.wait(timeout=60)

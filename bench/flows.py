@@ -315,8 +315,10 @@ def main() -> None:
         f"both legs: a step {busy_step:.2f} ms, a run's own cost {busy_run:.2f} ms = "
         f"{busy_run / busy_step:.1f}x a step"
     )
-    floor_said = floor.stdout.strip()
+    floor_said, *floor_more = floor.stdout.strip().splitlines()
     print(f"{floor_said} (DBOS alone, no-op steps, {backend})")
+    for line in floor_more:
+        print(f"  {line}")
     floor_ms = float(floor_said.split(":", 1)[1].split("ms", 1)[0])
     print(f"target: <= floor + 1 ms = {floor_ms + 1:.2f} ms; now {over / (floor_ms + 1):.1f}x it")
 

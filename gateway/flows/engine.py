@@ -97,6 +97,12 @@ def system_database_url(gateway_url: str) -> str:
     raise EngineUnavailable(f"flows need SQLite or PostgreSQL, not {backend}")
 
 
+def dbos_table(dialect: str, table: str) -> str:
+    """DBOS's ``table`` as named on a database of ``dialect``: in schema
+    ``dbos`` on PostgreSQL, beside the gateway's tables on SQLite."""
+    return f"dbos.{table}" if dialect == "postgresql" else table
+
+
 class FlowEngine:
     def __init__(
         self,

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, text
 
+from gateway.flows.engine import dbos_table as engine_table
 from gateway.flows.engine import system_database_url
 
 # (function id, function name, output as JSON-decoded, None if none)
@@ -18,7 +19,7 @@ Operation = tuple[int, str, Any]
 
 def dbos_table(engine: Engine, table: str) -> str:
     """``table`` of DBOS's, as named on ``engine``'s database."""
-    return f"dbos.{table}" if engine.dialect.name == "postgresql" else table
+    return engine_table(engine.dialect.name, table)
 
 
 @contextmanager

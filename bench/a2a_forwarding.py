@@ -83,6 +83,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bench import asgi_stub, ports
+from bench.proc_cpu import cpu_seconds
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -639,10 +640,9 @@ class LoadResult:
 
 def _cpu_seconds(pid: int | str) -> float:
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return cpu_seconds(pid)
     except OSError:
         return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 def _machine_busy_seconds() -> float:

@@ -11,7 +11,7 @@ per-step cost, measured in the same run. CPU is this process's (all threads,
 from /proc via `time.process_time`), per step, by the slope between workflows
 of 1 and ``--steps + 1`` steps; what a workflow costs to start and end (the
 intercept) is printed apart. With a PostgreSQL server on this machine, its
-CPU is read too (`bench.server_cpu`): the engine's floor is what both spend,
+CPU is read too (`bench.proc_cpu`): the engine's floor is what both spend,
 on cores they share.
 """
 
@@ -28,7 +28,7 @@ from typing import Any
 
 from dbos import DBOS
 
-from bench.server_cpu import postgres_cpu
+from bench.proc_cpu import postgres_cpu
 
 
 async def _noop(i: int) -> int:
@@ -51,7 +51,9 @@ class Spent:
 
 
 async def _cpu_per_workflow(steps: int, workflows: int, server: bool) -> Spent:
-    started, server_before = time.process_time(), postgres_cpu() if server else None
+    # The server first: the clock then counts none of the /proc scan.
+    server_before = postgres_cpu() if server else None
+    started = time.process_time()
     for _ in range(workflows):
         handle: Any = await DBOS.start_workflow_async(_workflow, steps)
         await handle.get_result()
@@ -72,17 +74,22 @@ class Floor:
 
 
 def floor_of(steps: int, short: Spent, long: Spent) -> Floor:
-    def slope(a: float | None, b: float | None) -> float | None:
-        return None if a is None or b is None else (b - a) / steps
+    """The line through a workflow of 1 step (``short``) and of ``steps + 1``
+    (``long``): its slope per step, its intercept at 0 steps."""
 
-    def intercept(a: float | None, per_step: float | None) -> float | None:
-        return None if a is None or per_step is None else a - per_step
+    def slope(a: float, b: float) -> float:
+        return (b - a) / steps
 
-    step = Spent(slope(short.client, long.client) or 0.0, slope(short.server, long.server))
-    workflow = Spent(
-        intercept(short.client, step.client) or 0.0, intercept(short.server, step.server)
+    step_client = slope(short.client, long.client)
+    step_server = (
+        None if short.server is None or long.server is None else slope(short.server, long.server)
     )
-    return Floor(step, workflow)
+    workflow_server = (
+        None if step_server is None or short.server is None else short.server - step_server
+    )
+    return Floor(
+        Spent(step_client, step_server), Spent(short.client - step_client, workflow_server)
+    )
 
 
 async def measure(steps: int, workflows: int, server: bool) -> Floor:

@@ -51,6 +51,7 @@ from typing import Any
 import httpx
 
 from bench import ports
+from bench.proc_cpu import cpu_seconds
 from bench.scale import server_database
 from gateway.demo.flow_agents import SalesDesk, sales_desk_app
 from gateway.demo.process import GatewayProcess
@@ -62,11 +63,6 @@ def policy(sizes: tuple[int, ...]) -> str:
     """Each flow (an actor named by its id) may quote; the desk requires it."""
     flows = "".join(f"  bench-flow-{n}:\n    grant: [sales:quote]\n" for n in sizes)
     return f"version: 1\nagents:\n{flows}  sales:\n    require: [sales:quote]\n"
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def flow_id(steps: int) -> str:

@@ -8,8 +8,9 @@ database waits: the log never silently drops a decision.
 A decision's record is durable no later than its outcome is acknowledged
 (docs/delegation.md, audit): the core records a call's outcome, and a
 refusal, with ``durable=True``, which returns once the record is committed
--- a group commit: whoever waits first writes everything buffered, the records that
-came in while it wrote included, and the others find theirs written. So a
+-- a group commit: whoever waits first lets the loop turn once (the calls ready in
+that turn add theirs), then writes everything buffered, the records that came in
+while it wrote included, and the others find theirs written. So a
 gateway killed after answering a caller, or after a flow stored a step's
 outcome, has the record of that call. Not an INSERT of its own beside the
 task's row: one writer per process keeps its records' ids in commit order,
@@ -181,6 +182,15 @@ class AuditLog:
         self._buffer.append(row)
         self._kept += 1
         if self.failing_since is None and (durable or len(self._buffer) >= _BATCH):
+            if durable and not self._lock.locked():
+                # A group commit needs company: the statement runs on the loop
+                # when the connection is free, so the first waiter would write
+                # alone. One turn of the loop lets the calls ready in it add
+                # their records first; the first flush then writes them all.
+                # (Cancelled in that turn, the caller leaves its record to the
+                # background writer, woken now.)
+                self._wake.set()
+                await asyncio.sleep(0)
             try:
                 # Written up to this record (durable), or back-pressure
                 # instead of unbounded memory.

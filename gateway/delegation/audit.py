@@ -8,9 +8,10 @@ database waits: the log never silently drops a decision.
 A decision's record is durable no later than its outcome is acknowledged
 (docs/delegation.md, audit): the core records a call's outcome, and a
 refusal, with ``durable=True``, which returns once the record is committed
--- a group commit: whoever waits first lets the loop turn once (the calls ready in
-that turn add theirs), then writes everything buffered, the records that came in
-while it wrote included, and the others find theirs written. So a
+-- a group commit: a caller finding no write under way lets the loop turn once (the
+calls ready in that turn add theirs), then the first of them writes everything
+buffered, the records that came in while it wrote included, and the others find
+theirs written. So a
 gateway killed after answering a caller, or after a flow stored a step's
 outcome, has the record of that call. Not an INSERT of its own beside the
 task's row: one writer per process keeps its records' ids in commit order,
@@ -181,25 +182,27 @@ class AuditLog:
             return
         self._buffer.append(row)
         self._kept += 1
-        if self.failing_since is None and (durable or len(self._buffer) >= _BATCH):
-            if durable and not self._lock.locked():
-                # A group commit needs company: the statement runs on the loop
-                # when the connection is free, so the first waiter would write
-                # alone. One turn of the loop lets the calls ready in it add
-                # their records first; the first flush then writes them all.
-                # (Cancelled in that turn, the caller leaves its record to the
-                # background writer, woken now.)
+        try:
+            if self.failing_since is None and (durable or len(self._buffer) >= _BATCH):
+                if durable and not self._lock.locked():
+                    # A group commit needs company: the statement runs on the
+                    # loop when the connection is free, so the first waiter
+                    # would write alone. One turn of the loop lets the calls
+                    # ready in it add their records first; the first flush
+                    # then writes them all.
+                    await asyncio.sleep(0)
+                try:
+                    # Written up to this record (durable), or back-pressure
+                    # instead of unbounded memory.
+                    await self.flush(until=self._kept if durable else None)
+                except Exception:
+                    # Kept in the buffer; the writer retries with backoff.
+                    self._failed()
+        finally:
+            # What is left is the background writer's: this record too,
+            # should its caller be cancelled before it is written.
+            if self._buffer:
                 self._wake.set()
-                await asyncio.sleep(0)
-            try:
-                # Written up to this record (durable), or back-pressure
-                # instead of unbounded memory.
-                await self.flush(until=self._kept if durable else None)
-            except Exception:
-                # Kept in the buffer; the writer retries with backoff.
-                self._failed()
-        if self._buffer:
-            self._wake.set()
 
     def _failed(self) -> None:
         if self.failing_since is None:
@@ -223,7 +226,9 @@ class AuditLog:
         """Write what is buffered; ``until``: return as soon as the records
         buffered up to that count are (another's flush may have written them)."""
         async with self._lock:
-            if until is not None and self._written >= until:
+            if until is not None and (self._written >= until or self.failing_since is not None):
+                # Written by another's flush, or the write before this one
+                # failed: a durable record stops waiting then (the writer retries).
                 return
             while self._buffer and (until is None or self._written < until):
                 batch = self._buffer[:_WRITTEN_AT_ONCE]

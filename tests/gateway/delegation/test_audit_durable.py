@@ -93,7 +93,7 @@ async def test_a_durable_record_whose_caller_goes_is_written_by_the_writer(
         call.cancel()  # its caller went away (a client's disconnect)
         with pytest.raises(asyncio.CancelledError):
             await call
-        assert f"{1:032x}" not in await traces_in_table(engine)
+        assert log._written == 0  # not by the cancelled call: still buffered
 
         async def written() -> bool:
             return f"{1:032x}" in await traces_in_table(engine)
@@ -103,3 +103,29 @@ async def test_a_durable_record_whose_caller_goes_is_written_by_the_writer(
         writer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await writer
+
+
+async def test_records_waiting_behind_a_failed_write_stop_waiting(
+    unmigrated_database_url: str | None, tmp_path: Path
+) -> None:
+    # No audit table: the first write fails; those queued behind it do not
+    # try again themselves (the background writer does, with backoff).
+    engine = create_engine(database(unmigrated_database_url, tmp_path))
+    try:
+        log = AuditLog(engine, flush_seconds=10)
+        tried: list[int] = []
+        insert = log._insert
+
+        async def counted(batch: list[dict[str, Any]], **options: Any) -> None:
+            tried.append(len(batch))
+            await insert(batch, **options)
+
+        log._insert = counted  # type: ignore[method-assign]
+        await asyncio.gather(*(log.record(event(n), durable=True) for n in range(5)))
+        assert log.failing_since is not None
+        assert tried == [5]  # one attempt, by the first; the others returned
+        await upgrade(engine)
+        await log.flush()
+        assert [int(r.trace_id, 16) for r in await all_records(log)] == [4, 3, 2, 1, 0]
+    finally:
+        await engine.dispose()

@@ -42,7 +42,7 @@ from adapters.trace_context import HeaderLines
 from adapters.trace_context import begin as begin_trace
 from adapters.trace_context import current as current_trace
 from gateway.agents.admission import Admission
-from gateway.delegation.audit import AuditEvent, outage_event
+from gateway.delegation.audit_records import AuditEvent, outage_event
 from gateway.delegation.pipeline import Caller
 from gateway.storage.outages import DependencyUnavailable, outage_of
 

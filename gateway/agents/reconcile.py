@@ -38,7 +38,7 @@ from a2a.utils.errors import A2AError, TaskNotFoundError
 from gateway.agents.admission import Admission, FrontDoorParts, handler_context
 from gateway.agents.outages import DependencyUnavailableError
 from gateway.agents.stream_records import RUNNING
-from gateway.delegation.audit import AuditEvent
+from gateway.delegation.audit_records import AuditEvent
 from gateway.delegation.call import Call
 from gateway.delegation.lost_tasks import LostTask, backoff
 from gateway.delegation.pipeline import DelegationDenied

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 
 from adapters.trace_context import begin as begin_trace
 from gateway.api.state import state_of
-from gateway.delegation.audit import outage_event
+from gateway.delegation.audit_records import outage_event
 from gateway.delegation.token_exchange import ExchangeContext
 from gateway.storage.outages import outage_of
 from policies.exchange import (

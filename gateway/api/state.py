@@ -17,7 +17,8 @@ from gateway.agents.oauth_clients import AgentOAuthClients
 from gateway.audit_export.startup import AuditExportParts
 from gateway.connections.service import Connections
 from gateway.delegation.api_keys import ApiKeys
-from gateway.delegation.audit import AuditLog, action_event
+from gateway.delegation.audit import AuditLog
+from gateway.delegation.audit_records import action_event
 from gateway.delegation.breaker import Breakers
 from gateway.delegation.keystore import KeyStore
 from gateway.delegation.pipeline import Delegations

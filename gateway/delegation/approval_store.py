@@ -25,7 +25,8 @@ from gateway.delegation.approvals import (
     State,
     new_id,
 )
-from gateway.delegation.audit import AuditEvent, AuditLog
+from gateway.delegation.audit import AuditLog
+from gateway.delegation.audit_records import AuditEvent
 from gateway.delegation.decision_records import held_on
 from gateway.delegation.pipeline import Caller
 from gateway.storage.statements import statement_runner

@@ -33,7 +33,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from gateway.delegation.audit import AuditEvent, AuditLog
+from gateway.delegation.audit import AuditLog
+from gateway.delegation.audit_records import AuditEvent
 from gateway.delegation.permits import Admitted, Caller
 from policies.coordination import Keyed, Plan
 from policies.coordination_rules import CoordinationPolicy

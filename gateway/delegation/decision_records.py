@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from adapters import spans
-from gateway.delegation.audit import AuditEvent
+from gateway.delegation.audit_records import AuditEvent
 from gateway.delegation.permits import Caller
 from policies.policy import ActionKind, Decision
 

@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from adapters.core_check import outside_a_call
-from gateway.delegation.audit import AuditEvent, AuditLog
+from gateway.delegation.audit import AuditLog
+from gateway.delegation.audit_records import AuditEvent
 from gateway.delegation.permits import Caller
 
 OUTCOME = "interrupted"

@@ -20,7 +20,8 @@ from typing import Any, TypeVar, overload
 from adapters import spans
 from adapters.trace_context import follow as follow_trace
 from gateway.delegation.after_decision import AfterDecision
-from gateway.delegation.audit import AuditEvent, AuditLog
+from gateway.delegation.audit import AuditLog
+from gateway.delegation.audit_records import AuditEvent
 from gateway.delegation.call import Call
 from gateway.delegation.coordination import Coordination
 from gateway.delegation.decision_records import (

@@ -20,7 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.delegation.api_keys import ApiKeys
 from gateway.delegation.approval_store import Approvals
-from gateway.delegation.audit import AuditLog, new_writer_id
+from gateway.delegation.audit import AuditLog
+from gateway.delegation.audit_records import new_writer_id
 from gateway.delegation.breaker import Breakers, BreakerSettings
 from gateway.delegation.coordination import Coordination, Store
 from gateway.delegation.coordination_redis import RedisStore

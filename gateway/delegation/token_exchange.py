@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from adapters.core_check import outside_a_call
-from gateway.delegation.audit import AuditEvent, AuditLog
+from gateway.delegation.audit import AuditLog
+from gateway.delegation.audit_records import AuditEvent
 from gateway.delegation.call import Call
 from gateway.delegation.permits import txn_of
 from gateway.delegation.pipeline import (

@@ -20,7 +20,7 @@ from adapters.mcp import (
 )
 from adapters.trace_context import new_trace_id
 from gateway.connections.errors import UserCredentialUnavailable
-from gateway.delegation.audit import AuditEvent
+from gateway.delegation.audit_records import AuditEvent
 from gateway.delegation.delegate import BreakerOpen, Explained, Failure
 from gateway.delegation.pipeline import Delegations
 from gateway.storage.outages import outage_of

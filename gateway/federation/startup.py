@@ -13,7 +13,7 @@ from adapters.trace_context import new_trace_id
 from gateway.connections.connection import Connection
 from gateway.connections.service import Connections
 from gateway.connections.vault import Vault
-from gateway.delegation.audit import AuditEvent
+from gateway.delegation.audit_records import AuditEvent
 from gateway.delegation.startup import DelegationCore, Job
 from gateway.federation.credential_checks import UsersOwnChecks
 from gateway.federation.federated_tools import audit_kept_out

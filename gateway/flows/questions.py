@@ -33,7 +33,7 @@ from typing import Any
 
 from dbos import DBOS
 
-from gateway.delegation.audit import AuditEvent
+from gateway.delegation.audit_records import AuditEvent
 from gateway.delegation.tasks import Owner
 from gateway.flows import mailbox
 from gateway.flows.outcomes import ASKING, failed

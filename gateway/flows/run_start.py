@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from adapters.trace_context import new_trace_id
-from gateway.delegation.audit import AuditEvent
+from gateway.delegation.audit_records import AuditEvent
 from gateway.delegation.call import Call
 from gateway.delegation.permits import Grant
 from gateway.delegation.pipeline import Caller

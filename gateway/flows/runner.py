@@ -22,7 +22,7 @@ from typing import Any
 
 from dbos import DBOS
 
-from gateway.delegation.audit import AuditEvent
+from gateway.delegation.audit_records import AuditEvent
 from gateway.flows import back_routes, checkpoints, loops, reviews, run_ends, waits
 from gateway.flows.call_steps import CallSteps
 from gateway.flows.definition import (

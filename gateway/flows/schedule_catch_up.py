@@ -37,7 +37,7 @@ from croniter import croniter
 from dbos import DBOS, DBOSClient, DBOSPortableJSONSerializer
 
 from adapters.trace_context import new_trace_id
-from gateway.delegation.audit import AuditEvent
+from gateway.delegation.audit_records import AuditEvent
 from gateway.flows.definition import FlowDocument
 from gateway.flows.engine import SCHEMA, ended_before_stop, system_database_url
 from gateway.flows.schedules import PREFIX, schedule_name

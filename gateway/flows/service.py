@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from gateway.delegation.approvals import PENDING, WITHDRAWN, AlreadyDecided
-from gateway.delegation.audit import AuditEvent
+from gateway.delegation.audit_records import AuditEvent
 from gateway.delegation.tasks import Owner
 from gateway.flows import consents, questions, waits
 from gateway.flows.definition import WaitStep

@@ -44,7 +44,7 @@ from typing import Any, Literal
 from pydantic import SecretStr
 
 from adapters.trace_context import new_trace_id
-from gateway.delegation.audit import AuditEvent
+from gateway.delegation.audit_records import AuditEvent
 from gateway.flows import waits
 from gateway.flows.definition import FlowDocument
 from gateway.flows.expressions import evaluate

@@ -21,7 +21,7 @@ from adapters.trace_context import enter as enter_trace
 from adapters.trace_context import of_message
 from gateway.agents.outages import DependencyUnavailableError
 from gateway.connections.errors import ConnectionRequired, UserCredentialUnavailable
-from gateway.delegation.audit import AuditEvent, outage_event
+from gateway.delegation.audit_records import AuditEvent, outage_event
 from gateway.delegation.pipeline import (
     ApprovalRequired,
     Caller,

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import mcp_types as types
 from mcp.server import ServerRequestContext
 
-from gateway.delegation.audit import AuditEvent
+from gateway.delegation.audit_records import AuditEvent
 from gateway.mcp.auth import MCP_PATH
 from gateway.mcp.errors import caller_of, trace_of
 from gateway.mcp.sets import current_set

@@ -25,7 +25,7 @@ from typing import Any
 import mcp_types as types
 from mcp.shared.inbound import X_MCP_HEADER_KEY
 
-from gateway.delegation.audit import AuditEvent
+from gateway.delegation.audit_records import AuditEvent
 from gateway.federation.federated_tools import FederatedTool
 from gateway.federation.federation import McpFederation
 from gateway.mcp.agent_tools import AgentSkillTools

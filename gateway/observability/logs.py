@@ -31,7 +31,7 @@ from pythonjsonlogger.json import JsonFormatter
 
 from adapters import spans
 from adapters.trace_context import current
-from gateway.delegation.audit import AuditEvent
+from gateway.delegation.audit_records import AuditEvent
 
 LogFormat = Literal["text", "json"]
 SECURITY = logging.getLogger("switchboard.security")

@@ -47,7 +47,7 @@ from sqlalchemy import func, literal_column, select, union_all
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters import core_check
-from gateway.delegation.audit import AuditEvent
+from gateway.delegation.audit_records import AuditEvent
 from gateway.delegation.breaker import Breakers
 from gateway.observability.operation_metrics import OperationMetrics
 from gateway.storage.flow_tables import flow_runs

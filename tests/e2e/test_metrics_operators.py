@@ -14,7 +14,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.delegation.audit import AuditEvent
+from gateway.delegation.audit_records import AuditEvent
 from gateway.observability.metrics import GatewayMetrics
 from registry.tls import client_tls
 from tests.support.delegation import USER_SCOPES, Deployment, deployment

@@ -19,8 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.audit_export.exporter import AuditExporter, ExportLimits
 from gateway.audit_export.sinks import DeliveryFailed
 from gateway.audit_export.streams import SqlExportStreams, Stream
-from gateway.delegation.audit import AuditEvent, AuditLog
+from gateway.delegation.audit import AuditLog
 from gateway.delegation.audit_reads import AuditRecord
+from gateway.delegation.audit_records import AuditEvent
 from gateway.storage.audit_tables import audit_export_streams
 from gateway.storage.replicas import ReplicaDirectory
 from gateway.storage.tables import gateway_replicas

@@ -26,7 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.console.charts import HEIGHT, bars, traffic_charts
 from gateway.console.overview import run_counts
 from gateway.delegation import audit_traffic
-from gateway.delegation.audit import AuditEvent, AuditLog
+from gateway.delegation.audit import AuditLog
+from gateway.delegation.audit_records import AuditEvent
 from gateway.delegation.audit_traffic import last_hour
 from gateway.storage.flow_tables import flow_runs
 from policies.scopes import ADMIN_SCOPE

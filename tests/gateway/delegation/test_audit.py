@@ -23,8 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from adapters import core_check
 from adapters.core_check import OutsideTheCore, inside_the_core
 from gateway.delegation import audit
-from gateway.delegation.audit import AuditEvent, AuditLog
+from gateway.delegation.audit import AuditLog
 from gateway.delegation.audit_reads import AuditQuery, AuditRecord, InvalidAuditCursor
+from gateway.delegation.audit_records import AuditEvent
 from gateway.storage.audit_tables import audit_events
 from gateway.storage.db import create_engine, upgrade
 from tests.support import clock as fake_clock

@@ -13,8 +13,9 @@ from pathlib import Path
 from sqlalchemy import String
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.delegation.audit import AuditEvent, AuditLog
+from gateway.delegation.audit import AuditLog
 from gateway.delegation.audit_reads import AuditQuery
+from gateway.delegation.audit_records import AuditEvent
 from gateway.delegation.change_events import CHANGE_EVENTS
 from gateway.storage.audit_tables import audit_events
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.delegation.audit import AuditEvent, AuditLog
+from gateway.delegation.audit import AuditLog
+from gateway.delegation.audit_records import AuditEvent
 from gateway.delegation.audit_traffic import RecentTraffic
 
 

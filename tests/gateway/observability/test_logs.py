@@ -21,7 +21,7 @@ import pytest
 from starlette.datastructures import Headers
 
 from adapters.trace_context import begin
-from gateway.delegation.audit import AuditEvent
+from gateway.delegation.audit_records import AuditEvent
 from gateway.demo.ports import PortReservation
 from gateway.observability.logs import (
     REDACTED,

@@ -92,6 +92,7 @@ class AuditLog:
         self._written = 0
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
+        self._unsettled: asyncio.Future[None] | None = None  # see `_write`
         self.failing_since: float | None = None  # monotonic, while writes fail
         # Told of every event as it is recorded (metrics, the security log);
         # must not block.
@@ -167,6 +168,10 @@ class AuditLog:
         """Write what is buffered; ``until``: return as soon as the records
         buffered up to that count are (another's flush may have written them)."""
         async with self._lock:
+            if self._unsettled is not None:
+                # A write whose caller went away ends, and is counted, before
+                # another begins: the records stay in the order they were made.
+                await asyncio.wait([self._unsettled])
             if until is not None and (self._written >= until or self.failing_since is not None):
                 # Written by another's flush, or the write before this one
                 # failed: a durable record stops waiting then (the writer retries).
@@ -174,27 +179,55 @@ class AuditLog:
             while self._buffer and (until is None or self._written < until):
                 batch = self._buffer[:_WRITTEN_AT_ONCE]
                 self._buffer = self._buffer[_WRITTEN_AT_ONCE:]
-                try:
-                    # A caller waiting for its record (``until``) joins the
-                    # writers' queue at once; the background writer and
-                    # back-pressure wait on the loop for a free lock.
-                    await self._insert(batch, patiently=until is None)
-                except DBAPIError as exc:
-                    if not data_refused(exc):
-                        self._buffer[:0] = batch  # the database is down: retry later
-                        raise
-                    # One row the database refuses must not block every later
-                    # record: write the rest one by one, report the refused.
-                    await self._insert_one_by_one(batch)
-                except BaseException:
-                    self._buffer[:0] = batch  # keep them for the next attempt
-                    raise
-                self._written += len(batch)
+                # A caller waiting for its record (``until``) joins the
+                # writers' queue at once; the background writer and
+                # back-pressure wait on the loop for a free lock.
+                await self._write(batch, patiently=until is None)
                 if self._buffer:
                     await asyncio.sleep(0)  # the loop's other work between batches
             if self.failing_since is not None:
                 logger.warning("audit records are written again")
                 self.failing_since = None
+
+    async def _write(self, batch: list[dict[str, Any]], *, patiently: bool) -> None:
+        """``batch`` written, in a task of its own: a caller cancelled while
+        it runs leaves it to end (a SQLite worker thread cannot be stopped,
+        a COMMIT sent may land), and the write's own outcome says whether its
+        records are counted written or kept for the next attempt -- never
+        both (a record written twice), nor neither."""
+        writing = asyncio.ensure_future(self._written_or_kept(batch, patiently))
+        try:
+            await asyncio.shield(writing)
+        except asyncio.CancelledError:
+            if not writing.done():
+                self._unsettled = writing
+            writing.add_done_callback(self._settled)
+            raise
+
+    async def _written_or_kept(self, batch: list[dict[str, Any]], patiently: bool) -> None:
+        try:
+            await self._insert(batch, patiently=patiently)
+        except DBAPIError as exc:
+            if not data_refused(exc):
+                self._buffer[:0] = batch  # the database is down: retry later
+                raise
+            # One row the database refuses must not block every later
+            # record: write the rest one by one, report the refused.
+            await self._insert_one_by_one(batch)
+        except BaseException:
+            self._buffer[:0] = batch  # keep them for the next attempt
+            raise
+        self._written += len(batch)
+
+    def _settled(self, writing: asyncio.Future[None]) -> None:
+        """A write whose caller went away has ended: a failure is the log's,
+        what is left the background writer's."""
+        if self._unsettled is writing:
+            self._unsettled = None
+        if not writing.cancelled() and writing.exception() is not None:
+            self._failed()
+        if self._buffer:
+            self._wake.set()
 
     async def _insert(self, batch: list[dict[str, Any]], *, patiently: bool = True) -> None:
         if self._lean is None:

@@ -19,8 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.delegation.audit import AuditLog
 from gateway.storage.audit_tables import audit_events
 from gateway.storage.db import create_engine, upgrade
+from gateway.storage.sqlite_gate import gate_for
 from tests.gateway.delegation.test_audit import all_records, database, event
-from tests.support.waiting import wait_for_awaited
+from tests.support.waiting import wait_for_async, wait_for_awaited
 
 
 async def traces_in_table(engine: AsyncEngine) -> set[str]:
@@ -127,5 +128,36 @@ async def test_records_waiting_behind_a_failed_write_stop_waiting(
         await upgrade(engine)
         await log.flush()
         assert [int(r.trace_id, 16) for r in await all_records(log)] == [4, 3, 2, 1, 0]
+    finally:
+        await engine.dispose()
+
+
+async def test_a_write_whose_caller_goes_counts_by_its_own_outcome(tmp_path: Path) -> None:
+    # Another writer holds the file: the log's write goes to the statement
+    # runner's thread and waits there; its caller is cancelled meanwhile. The
+    # thread cannot be stopped and writes once the file is free: the record is
+    # then counted written, not kept to be written a second time.
+    path = tmp_path / "audit.db"
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    gate = gate_for(str(path))
+    try:
+        await upgrade(engine)
+        log = AuditLog(engine, flush_seconds=10)
+        assert gate.acquire(blocking=False)
+        try:
+            call = asyncio.create_task(log.record(event(1), durable=True))
+            # Made, and taken from the buffer for its write, which waits.
+            await wait_for_async(lambda: log._kept == 1 and not log._buffer, 10)
+            assert not call.done()
+            call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+        finally:
+            gate.release()
+        await wait_for_async(lambda: log._written == 1, 10, what="the write counted")
+        await log.flush()  # nothing kept to write again
+        async with engine.connect() as conn:
+            traces = (await conn.scalars(select(audit_events.c.trace_id))).all()
+        assert traces == [f"{1:032x}"]
     finally:
         await engine.dispose()

@@ -195,6 +195,8 @@ class AuditLog:
         a COMMIT sent may land), and the write's own outcome says whether its
         records are counted written or kept for the next attempt -- never
         both (a record written twice), nor neither."""
+        if self._written_now(batch):
+            return  # on the loop, all at once: nothing a cancellation could cut
         writing = asyncio.ensure_future(self._written_or_kept(batch, patiently))
         try:
             await asyncio.shield(writing)
@@ -203,6 +205,18 @@ class AuditLog:
                 self._unsettled = writing
             writing.add_done_callback(self._settled)
             raise
+
+    def _written_now(self, batch: list[dict[str, Any]]) -> bool:
+        """``batch`` written at once if the database takes it without a wait
+        (`StatementRunner.now`), and counted. Any error: not written, and
+        left to the full path (`_insert`), which says what it is."""
+        try:
+            done, _ = self._runner().now(_insert_rows, batch)
+        except Exception:
+            return False
+        if done:
+            self._written += len(batch)
+        return done
 
     async def _written_or_kept(self, batch: list[dict[str, Any]], patiently: bool) -> None:
         try:
@@ -230,9 +244,8 @@ class AuditLog:
             self._wake.set()
 
     async def _insert(self, batch: list[dict[str, Any]], *, patiently: bool = True) -> None:
-        if self._lean is None:
-            self._lean = statement_runner(self._engine)
-        run = self._lean.patiently if patiently else self._lean
+        lean = self._runner()
+        run = lean.patiently if patiently else lean
         try:
             await run(_insert_rows, batch)
             return
@@ -240,6 +253,11 @@ class AuditLog:
             pass  # an outage, a row refused: the engine's path says which
         async with self._engine.begin() as conn:
             await conn.execute(insert(audit_events), batch)
+
+    def _runner(self) -> StatementRunner:
+        if self._lean is None:
+            self._lean = statement_runner(self._engine)
+        return self._lean
 
     async def _insert_one_by_one(self, batch: list[dict[str, Any]]) -> None:
         for done, row in enumerate(batch):

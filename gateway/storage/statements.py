@@ -81,6 +81,11 @@ class StatementRunner(Protocol):
     def soon(self, operation: Callable[..., Any], *args: Any) -> None:
         """Run ``operation`` after every one already started, unawaited."""
 
+    def now(self, operation: Callable[..., T], *args: Any) -> tuple[bool, T | None]:
+        """``operation`` run at once on the event loop if nothing need be
+        waited for (SQLite, its write lock free): (True, its result); else
+        nothing done, (False, None). Nothing in it can be cancelled halfway."""
+
     async def aclose(self) -> None: ...
 
 
@@ -120,6 +125,9 @@ class _SqliteConnections:
         if done:
             return cast(T, result)
         return await self._in_thread(operation, args)
+
+    def now(self, operation: Callable[..., T], *args: Any) -> tuple[bool, T | None]:
+        return self._on_loop_if_free(operation, args)
 
     async def patiently(self, operation: Callable[..., T], *args: Any) -> T:
         # On the loop, tried again while the lock is taken: in the thread
@@ -317,6 +325,9 @@ class _AsyncEngine:
         task = asyncio.get_running_loop().create_task(self(operation, *args))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
+
+    def now(self, operation: Callable[..., T], *args: Any) -> tuple[bool, T | None]:
+        return False, None  # every statement here waits on the server
 
     async def aclose(self) -> None:
         if self._pending:

@@ -175,13 +175,13 @@ async def test_records_are_kept_up_to_500_and_written_100_at_a_time(
     # Seen at the writer's one door to the database, whichever path it then
     # takes (SQLite's runner or the engine).
     batches: list[int] = []
-    insert = log._insert
+    write = log._write
 
     async def counted(batch: list[dict[str, Any]], **how: Any) -> None:
         batches.append(len(batch))
-        await insert(batch, **how)
+        await write(batch, **how)
 
-    monkeypatch.setattr(log, "_insert", counted)
+    monkeypatch.setattr(log, "_write", counted)
     # On SQLite none goes through the engine (its transaction held the
     # write lock across event-loop turns): the lean path writes them all.
     through_engine: list[int] = []

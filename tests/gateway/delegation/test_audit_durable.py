@@ -41,13 +41,13 @@ async def test_a_durable_record_is_written_before_record_returns(engine: AsyncEn
 async def test_durable_records_made_together_share_a_commit(engine: AsyncEngine) -> None:
     log = AuditLog(engine, flush_seconds=10)
     batches: list[int] = []
-    insert = log._insert
+    write = log._write
 
     async def counted(batch: list[dict[str, Any]], **options: Any) -> None:
-        batches.append(len(batch))  # one transaction each (either path of `_insert`)
-        await insert(batch, **options)
+        batches.append(len(batch))  # one transaction each, whichever path it takes
+        await write(batch, **options)
 
-    log._insert = counted  # type: ignore[method-assign]
+    log._write = counted  # type: ignore[method-assign]
 
     async def recorded(n: int) -> bool:
         await log.record(event(n), durable=True)
@@ -115,13 +115,13 @@ async def test_records_waiting_behind_a_failed_write_stop_waiting(
     try:
         log = AuditLog(engine, flush_seconds=10)
         tried: list[int] = []
-        insert = log._insert
+        write = log._write
 
         async def counted(batch: list[dict[str, Any]], **options: Any) -> None:
             tried.append(len(batch))
-            await insert(batch, **options)
+            await write(batch, **options)
 
-        log._insert = counted  # type: ignore[method-assign]
+        log._write = counted  # type: ignore[method-assign]
         await asyncio.gather(*(log.record(event(n), durable=True) for n in range(5)))
         assert log.failing_since is not None
         assert tried == [5]  # one attempt, by the first; the others returned
@@ -152,12 +152,18 @@ async def test_a_write_whose_caller_goes_counts_by_its_own_outcome(tmp_path: Pat
             call.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await call
+            # The next record waits for that write, and comes after it.
+            later = asyncio.create_task(log.record(event(2), durable=True))
+            await wait_for_async(lambda: log._kept == 2, 10)
         finally:
             gate.release()
-        await wait_for_async(lambda: log._written == 1, 10, what="the write counted")
+        await later
+        assert log._written == 2
         await log.flush()  # nothing kept to write again
         async with engine.connect() as conn:
             traces = (await conn.scalars(select(audit_events.c.trace_id))).all()
-        assert traces == [f"{1:032x}"]
+        assert sorted(traces) == [f"{1:032x}", f"{2:032x}"]  # each once
+        assert [int(r.trace_id, 16) for r in await all_records(log)] == [2, 1]
+        await log.close()
     finally:
         await engine.dispose()

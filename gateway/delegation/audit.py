@@ -190,11 +190,13 @@ class AuditLog:
                 self.failing_since = None
 
     async def _write(self, batch: list[dict[str, Any]], *, patiently: bool) -> None:
-        """``batch`` written, in a task of its own: a caller cancelled while
-        it runs leaves it to end (a SQLite worker thread cannot be stopped,
-        a COMMIT sent may land), and the write's own outcome says whether its
-        records are counted written or kept for the next attempt -- never
-        both (a record written twice), nor neither."""
+        """``batch`` written: at once on the loop if the database takes it
+        without a wait (nothing a cancellation can cut), else in a task of
+        its own: a caller cancelled while it runs leaves it to end (a SQLite
+        worker thread cannot be stopped, a COMMIT sent may land), and the
+        write's own outcome says whether its records are counted written or
+        kept for the next attempt -- never both (a record written twice),
+        nor neither."""
         if self._written_now(batch):
             return  # on the loop, all at once: nothing a cancellation could cut
         writing = asyncio.ensure_future(self._written_or_kept(batch, patiently))
@@ -214,6 +216,9 @@ class AuditLog:
             done, _ = self._runner().now(_insert_rows, batch)
         except Exception:
             return False
+        except BaseException:
+            self._buffer[:0] = batch  # not written (rolled back): kept for the next attempt
+            raise
         if done:
             self._written += len(batch)
         return done

@@ -327,7 +327,7 @@ class _AsyncEngine:
         task.add_done_callback(self._pending.discard)
 
     def now(self, operation: Callable[..., T], *args: Any) -> tuple[bool, T | None]:
-        return False, None  # every statement here waits on the server
+        return False, None  # every statement here goes through the engine's awaited calls
 
     async def aclose(self) -> None:
         if self._pending:

@@ -155,6 +155,9 @@ async def test_a_write_whose_caller_goes_counts_by_its_own_outcome(tmp_path: Pat
             # The next record waits for that write, and comes after it.
             later = asyncio.create_task(log.record(event(2), durable=True))
             await wait_for_async(lambda: log._kept == 2, 10)
+            for _ in range(5):  # its flush: the lock, then the unfinished write
+                await asyncio.sleep(0)
+            assert log._unsettled is not None and len(log._buffer) == 1  # not taken yet
         finally:
             gate.release()
         await later

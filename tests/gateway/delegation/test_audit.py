@@ -38,6 +38,21 @@ def database(database_url: str | None, tmp_path: Path) -> str:
     return database_url or f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}"
 
 
+def counted_writes(log: AuditLog) -> list[int]:
+    """The size of each batch ``log`` writes from now on, seen at its one
+    door to the database (`AuditLog._write`), whichever path it then takes:
+    one transaction each."""
+    batches: list[int] = []
+    write = log._write
+
+    async def counted(batch: list[dict[str, Any]], **how: Any) -> None:
+        batches.append(len(batch))
+        await write(batch, **how)
+
+    log._write = counted  # type: ignore[method-assign]
+    return batches
+
+
 @pytest.fixture
 def log(engine: AsyncEngine) -> AuditLog:
     return AuditLog(engine, flush_seconds=0.01)
@@ -170,18 +185,9 @@ async def test_nothing_is_written_before_a_flush(log: AuditLog, engine: AsyncEng
 
 
 async def test_records_are_kept_up_to_500_and_written_100_at_a_time(
-    log: AuditLog, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+    log: AuditLog, engine: AsyncEngine
 ) -> None:
-    # Seen at the writer's one door to the database, whichever path it then
-    # takes (SQLite's runner or the engine).
-    batches: list[int] = []
-    write = log._write
-
-    async def counted(batch: list[dict[str, Any]], **how: Any) -> None:
-        batches.append(len(batch))
-        await write(batch, **how)
-
-    monkeypatch.setattr(log, "_write", counted)
+    batches = counted_writes(log)
     # On SQLite none goes through the engine (its transaction held the
     # write lock across event-loop turns): the lean path writes them all.
     through_engine: list[int] = []

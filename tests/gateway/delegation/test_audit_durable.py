@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -20,7 +19,7 @@ from gateway.delegation.audit import AuditLog
 from gateway.storage.audit_tables import audit_events
 from gateway.storage.db import create_engine, upgrade
 from gateway.storage.sqlite_gate import gate_for
-from tests.gateway.delegation.test_audit import all_records, database, event
+from tests.gateway.delegation.test_audit import all_records, counted_writes, database, event
 from tests.support.waiting import wait_for_async, wait_for_awaited
 
 
@@ -40,14 +39,7 @@ async def test_a_durable_record_is_written_before_record_returns(engine: AsyncEn
 
 async def test_durable_records_made_together_share_a_commit(engine: AsyncEngine) -> None:
     log = AuditLog(engine, flush_seconds=10)
-    batches: list[int] = []
-    write = log._write
-
-    async def counted(batch: list[dict[str, Any]], **options: Any) -> None:
-        batches.append(len(batch))  # one transaction each, whichever path it takes
-        await write(batch, **options)
-
-    log._write = counted  # type: ignore[method-assign]
+    batches = counted_writes(log)
 
     async def recorded(n: int) -> bool:
         await log.record(event(n), durable=True)
@@ -114,14 +106,7 @@ async def test_records_waiting_behind_a_failed_write_stop_waiting(
     engine = create_engine(database(unmigrated_database_url, tmp_path))
     try:
         log = AuditLog(engine, flush_seconds=10)
-        tried: list[int] = []
-        write = log._write
-
-        async def counted(batch: list[dict[str, Any]], **options: Any) -> None:
-            tried.append(len(batch))
-            await write(batch, **options)
-
-        log._write = counted  # type: ignore[method-assign]
+        tried = counted_writes(log)
         await asyncio.gather(*(log.record(event(n), durable=True) for n in range(5)))
         assert log.failing_since is not None
         assert tried == [5]  # one attempt, by the first; the others returned

@@ -19,7 +19,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence, Set
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import mcp_types as types
@@ -30,6 +30,7 @@ from gateway.federation.federated_tools import FederatedTool
 from gateway.federation.federation import McpFederation
 from gateway.mcp.agent_tools import AgentSkillTools
 from gateway.mcp.approvals import STATUS_TOOL
+from gateway.mcp.listing_names import ListingNames
 from gateway.mcp.per_caller import same_objects
 from registry.mcp_sets import ToolSearchMode
 from registry.tool_index import SqlToolIndex, ToolDocument, document
@@ -119,7 +120,6 @@ Catalog = tuple[tuple[object, ...], Callable[[], Sequence[ToolDocument]]]
 # Even with nothing changed here, the index is brought in step this often:
 # another replica that synced an older catalog may have removed a tool.
 RESYNC_SECONDS = 60.0
-LISTINGS_KEPT = 16
 PRUNE_AFTER_SECONDS = 60.0
 
 
@@ -179,10 +179,7 @@ class ToolSearch:
         self._documents: tuple[tuple[object, ...], Sequence[ToolDocument]] | None = None
         # Names the index holds that the catalog no longer has, since when.
         self._absent: dict[str, float] = {}
-        # The last listings searched, by name (`_by_name`), oldest first.
-        self._listings: dict[
-            int, tuple[Sequence[types.Tool], dict[str, types.Tool], frozenset[str]]
-        ] = {}
+        self._listings = ListingNames((SEARCH_TOOL, CALL_TOOL))
 
     async def search(
         self, query: str, offered: Sequence[types.Tool], limit: int
@@ -190,28 +187,14 @@ class ToolSearch:
         """The best ``limit`` of ``offered`` (the caller's listing here) for
         ``query``; the gateway's own tools are never among them."""
         await self._in_step()
-        mine, names = self._by_name(offered)
-        ranked = await self._index.search(query, names, limit)
-        return [mine[name] for name, _score in ranked if name in mine]
+        mine = self._listings.of(offered)  # (`gateway.mcp.listing_names`)
+        ranked = await self._index.search(query, mine.names, limit)
+        return [mine.by_name[name] for name, _score in ranked if name in mine.by_name]
 
     async def catch_up(self) -> None:
         """The index brought in step with the catalog now (an admin's change:
         `McpFederation.changed`), not at the next search."""
         await self._in_step()
-
-    def _by_name(self, offered: Sequence[types.Tool]) -> tuple[dict[str, types.Tool], Set[str]]:
-        """``offered`` by name, and its names: worked out once per listing
-        (a caller's listing is the same object while it stands,
-        `gateway.mcp.per_caller`), not on each search of 10,000 tools."""
-        kept = self._listings.get(id(offered))
-        if kept is not None and kept[0] is offered:
-            return kept[1], kept[2]
-        mine = {t.name: t for t in offered if t.name not in (SEARCH_TOOL, CALL_TOOL)}
-        names = frozenset(mine)
-        self._listings[id(offered)] = (offered, mine, names)
-        while len(self._listings) > LISTINGS_KEPT:
-            del self._listings[next(iter(self._listings))]
-        return mine, names
 
     async def _in_step(self) -> None:
         key, _documents = await self._catalog()
@@ -259,6 +242,9 @@ class ToolSearch:
             await self._index.remove(gone)
             for name in gone:
                 del self._absent[name]
+        if not same_objects(key, self._synced):
+            # Listings of the tools replaced are not kept alive by their maps.
+            self._listings.clear()
         self._synced, self._synced_at = key, now
 
 

@@ -1,0 +1,61 @@
+"""Tool search's map of a caller's listing (`gateway.mcp.listing_names`):
+shared by listings of the very same tools, never by a list of others."""
+
+from __future__ import annotations
+
+import mcp_types as types
+
+from gateway.mcp import listing_names
+from gateway.mcp.listing_names import ListingNames
+
+SEARCH = "switchboard__search_tools"
+
+
+def tool(name: str) -> types.Tool:
+    return types.Tool(name=name, input_schema={"type": "object"})
+
+
+def test_callers_with_the_same_tools_share_one_map() -> None:
+    tools = [tool(f"s__t{i}") for i in range(100)]
+    names = ListingNames((SEARCH,))
+    # Each caller's listing is a list of its own, of the very same objects.
+    found = [names.of(list(tools)) for _ in range(40)]
+    assert all(f is found[0] for f in found)
+    assert found[0].names == {t.name for t in tools}
+    assert all(found[0].by_name[t.name] is t for t in tools)
+
+
+def test_the_gateways_own_tools_are_left_out() -> None:
+    search = tool(SEARCH)
+    mine = ListingNames((SEARCH,)).of([search, tool("s__a")])
+    assert mine.names == {"s__a"} and SEARCH not in mine.by_name
+
+
+def test_a_list_of_other_objects_under_the_same_names_has_its_own_map() -> None:
+    """A caller whose tool is another object (a copy without its app, say)
+    gets its own object back, never another caller's."""
+    tools = [tool("s__a"), tool("s__b")]
+    theirs = [tools[0], tool("s__b")]
+    names = ListingNames(())
+    first, second = names.of(list(tools)), names.of(theirs)
+    assert first is not second
+    assert second.by_name["s__b"] is theirs[1] and first.by_name["s__b"] is tools[1]
+
+
+def test_the_same_list_again_is_its_own_kept_map() -> None:
+    tools = [tool("s__a")]
+    names = ListingNames(())
+    assert names.of(tools) is names.of(tools)
+
+
+def test_maps_kept_are_bounded_and_cleared() -> None:
+    names = ListingNames(())
+    kept = [[tool(f"s__t{i}")] for i in range(listing_names.CONTENTS_KEPT + 5)]
+    first = names.of(kept[0])
+    for listing in kept[1:]:
+        names.of(listing)
+    # The oldest content was let go: a list of it works out a new map.
+    assert names.of(list(kept[0])) is not first
+    again = names.of(kept[-1])
+    names.clear()
+    assert names.of(kept[-1]) is not again

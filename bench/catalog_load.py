@@ -3,6 +3,7 @@
     python -m bench.tool_catalog                       # SQLite (this module's main)
     python -m bench.tool_catalog --database-url postgresql+asyncpg://postgres@127.0.0.1:5432/test
     python -m bench.tool_catalog --tools 2000 --seconds 5   # smaller, quicker
+    python -m bench.tool_catalog --clients 32 --users 32    # many callers' listings at once
 
 One gateway process (`switchboard serve --dev`) on a fresh database, MCP
 servers on the `mcp` SDK in processes of their own (`bench.scale`'s
@@ -47,7 +48,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,25 +131,27 @@ def register(gateway: GatewayProcess, server_id: str, url: str) -> float:
         return time.perf_counter() - began
 
 
-def sessions(url: str, token: str, count: int, sdk: bool) -> Any:
-    """``count`` clients: the cheap wire clients unless ``sdk`` (``--sdk-clients``)."""
+def sessions(url: str, token: str | Sequence[str], count: int, sdk: bool) -> Any:
+    """``count`` clients: the cheap wire clients unless ``sdk`` (``--sdk-clients``);
+    with several tokens (``--users``), client k holds token k modulo their number."""
     if sdk:
         return sdk_sessions(url, token, count)
     return wire_clients(url, token, count)
 
 
 @contextlib.asynccontextmanager
-async def sdk_sessions(url: str, token: str, count: int) -> Any:
+async def sdk_sessions(url: str, token: str | Sequence[str], count: int) -> Any:
     import httpx2
     from mcp import Client
     from mcp.client.streamable_http import streamable_http_client
 
     async with contextlib.AsyncExitStack() as stack:
+        tokens = [token] if isinstance(token, str) else list(token)
         clients = []
-        for _ in range(count):
+        for k in range(count):
             http = await stack.enter_async_context(
                 httpx2.AsyncClient(
-                    headers={"Authorization": f"Bearer {token}"},
+                    headers={"Authorization": f"Bearer {tokens[k % len(tokens)]}"},
                     timeout=httpx2.Timeout(30, read=600),
                 )
             )
@@ -255,7 +258,7 @@ async def search(client: Any, i: int) -> bool:
 
 
 async def searching(
-    url: str, token: str, args: argparse.Namespace, label: str, pid: int
+    url: str, token: str | Sequence[str], args: argparse.Namespace, label: str, pid: int
 ) -> Figures:
     async with sessions(url, token, args.clients, args.sdk_clients) as clients:
         searched = await load(clients, search, args.seconds, pid, args.workers)
@@ -264,7 +267,7 @@ async def searching(
 
 
 async def phase(
-    url: str, token: str, args: argparse.Namespace, label: str, pid: int
+    url: str, token: str | Sequence[str], args: argparse.Namespace, label: str, pid: int
 ) -> list[Figures]:
     async with sessions(url, token, args.clients, args.sdk_clients) as clients:
         called = await load(clients, caller("s0__tool_0000"), args.seconds, pid, args.workers)
@@ -331,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     kind = "the mcp SDK's Client" if args.sdk_clients else "JSON-RPC over aiohttp"
     print(
         f"MCP catalog under load, {backend}, {args.workers} worker(s), {args.clients} clients "
+        f"of {args.users} user(s) "
         f"({kind}; `clients`: their CPU in cores), {args.seconds:g} s each"
     )
     print(
@@ -360,19 +364,22 @@ def main(argv: list[str] | None = None) -> int:
         gateway.start(timeout=300)
         stack.callback(gateway.stop)
         token = gateway.token("bench-user", SCOPES)
+        # Each user's listing is its own: ``--users`` callers searching at
+        # once each have theirs (the first is ``token``'s, used alone after).
+        tokens = [token, *(gateway.token(f"bench-user-{k}", SCOPES) for k in range(1, args.users))]
         mcp = f"{gateway.url}/mcp"
         assert gateway.process is not None
         pid = gateway.process.pid
         try:
             register(gateway, "s0", stack.enter_context(upstream(args.small)))
-            small = asyncio.run(phase(mcp, token, args, f"{args.small:,} tools", pid))
+            small = asyncio.run(phase(mcp, tokens, args, f"{args.small:,} tools", pid))
             big = stack.enter_context(upstream(args.per_server))
             held, n = args.small, 1
             while held < args.tools:
                 register(gateway, f"s{n}", big)
                 held, n = held + args.per_server, n + 1
             searched_at = time.perf_counter() + args.seconds  # after the calls' phase
-            large = asyncio.run(phase(mcp, token, args, f"{held:,} tools", pid))
+            large = asyncio.run(phase(mcp, tokens, args, f"{held:,} tools", pid))
             settled = settle(gateway)
             embedded = None
             if settled is not None:
@@ -381,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{time.perf_counter() - searched_at:.0f} s after the first search at "
                     f"{held:,} (its search phase included)"
                 )
-                embedded = asyncio.run(searching(mcp, token, args, f"{held:,} embedded", pid))
+                embedded = asyncio.run(searching(mcp, tokens, args, f"{held:,} embedded", pid))
             idle = idle_cpu(pid, args.idle_seconds)
             print(
                 f"  idle at {held:,} tools, {args.idle_seconds:g} s (each server listed again "
@@ -421,6 +428,13 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if any(f.errors for f in (*small, *large)) or not found else 0
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"at least 1, not {value}")
+    return value
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database-url", help="a PostgreSQL server (default: SQLite)")
@@ -428,6 +442,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--small", type=int, default=300)
     parser.add_argument("--per-server", type=int, default=1_000)
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument(
+        "--users",
+        type=_positive,
+        default=1,
+        help="distinct callers among the clients (client k is user k modulo this): "
+        "each has a listing of its own",
+    )
     parser.add_argument(
         "--workers",
         type=int,

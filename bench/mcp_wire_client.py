@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,16 +84,20 @@ def jsonrpc_answer(answer: bytes, content_type: str) -> dict[str, Any]:
 
 
 @contextlib.asynccontextmanager
-async def wire_clients(url: str, token: str, count: int) -> AsyncIterator[list[WireClient]]:
-    """``count`` clients of ``url``, each on a connection of its own."""
-    headers = {
-        "Authorization": f"Bearer {token}",
-        "Accept": "application/json, text/event-stream",
-        "MCP-Protocol-Version": VERSION,
-    }
+async def wire_clients(
+    url: str, token: str | Sequence[str], count: int
+) -> AsyncIterator[list[WireClient]]:
+    """``count`` clients of ``url``, each on a connection of its own; with
+    several tokens, client k holds token k modulo their number."""
+    tokens = [token] if isinstance(token, str) else list(token)
     async with contextlib.AsyncExitStack() as stack:
         clients = []
-        for _ in range(count):
+        for k in range(count):
+            headers = {
+                "Authorization": f"Bearer {tokens[k % len(tokens)]}",
+                "Accept": "application/json, text/event-stream",
+                "MCP-Protocol-Version": VERSION,
+            }
             session = await stack.enter_async_context(
                 aiohttp.ClientSession(
                     headers=headers,

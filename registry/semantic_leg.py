@@ -30,7 +30,7 @@ EMBEDDED_AT_ONCE_APART = 16
 # of any ordinary text (its first 128 tokens: ~600 characters of English),
 # and a chunk then fits the pipe's buffer however long the descriptions.
 TEXT_CHARS = 2_000
-ROWS_KEPT = 16  # callers' sets of names whose rows are kept (as tool search's listings)
+ROWS_KEPT = 16  # distinct sets of names whose rows are kept (callers with the same tools share one)
 # A caller's embedded tools, and their rows in the matrix of every vector.
 _Rows = tuple[list[str], Any]
 

@@ -100,6 +100,8 @@ class AgentSkillTools:
         self._registry = RegistrySnapshot(lambda: self._parts().delegations.agents)
         self._listed: PerCaller[tuple[SkillTool, ...]] = PerCaller()
         self._every: tuple[Snapshot, tuple[SkillTool, ...]] | None = None
+        # Each skill's tool definition, one object per snapshot (`_tool`).
+        self._tools: tuple[Snapshot, dict[tuple[str, str], types.Tool]] | None = None
 
     async def catalog(
         self, caller: Caller, *, continuing: bool = False
@@ -123,7 +125,12 @@ class AgentSkillTools:
                 shared,
                 (),
                 tuple(
-                    _skill_tool(agent_id, card, skill, held=decision.approval_required)
+                    _skill_tool(
+                        agent_id,
+                        skill,
+                        self._tool(snapshot, agent_id, card, skill),
+                        held=decision.approval_required,
+                    )
                     for agent_id, card in snapshot.agents
                     for skill, decision in delegations.skill_decisions(caller, agent_id, card)
                     if decision.allowed
@@ -142,12 +149,28 @@ class AgentSkillTools:
             self._every = (
                 snapshot,
                 tuple(
-                    _skill_tool(agent_id, card, skill)
+                    _skill_tool(agent_id, skill, self._tool(snapshot, agent_id, card, skill))
                     for agent_id, card in snapshot.agents
                     for skill in card_skills(card)
                 ),
             )
         return self._every
+
+    def _tool(
+        self, snapshot: Snapshot, agent_id: str, card: Mapping[str, Any], skill: Mapping[str, Any]
+    ) -> types.Tool:
+        """The skill's tool definition, one object while the snapshot stands:
+        callers with the same rights then list the very same objects, and
+        tool search shares its map of their listings
+        (`gateway.mcp.listing_names`). A card's skill ids are unique (the
+        registry refuses a duplicate)."""
+        if self._tools is None or self._tools[0] is not snapshot:
+            self._tools = (snapshot, {})
+        key = (agent_id, str(skill["id"]))
+        tool = self._tools[1].get(key)
+        if tool is None:
+            tool = self._tools[1][key] = _mcp_tool(agent_id, card, skill)
+        return tool
 
     def registry_changed(self) -> None:
         """An agent was registered, refreshed or removed on this replica: the
@@ -175,7 +198,7 @@ class AgentSkillTools:
                 continue
             for skill in card_skills(card):
                 if skill_tool_name(agent_id, skill["id"]) == name:
-                    return _skill_tool(agent_id, card, skill)
+                    return _skill_tool(agent_id, skill, _mcp_tool(agent_id, card, skill))
         return None
 
     async def call(
@@ -242,20 +265,22 @@ class AgentSkillTools:
             raise
 
 
-def _skill_tool(
-    agent_id: str, card: Mapping[str, Any], skill: Mapping[str, Any], *, held: bool = False
-) -> SkillTool:
-    name = skill_tool_name(agent_id, str(skill["id"]))
+def _mcp_tool(agent_id: str, card: Mapping[str, Any], skill: Mapping[str, Any]) -> types.Tool:
     description = str(skill.get("description") or skill.get("name") or skill["id"])
-    tool = types.Tool(
-        name=name,
+    return types.Tool(
+        name=skill_tool_name(agent_id, str(skill["id"])),
         title=f"{card.get('name') or agent_id}: {skill.get('name') or skill['id']}",
         description=f"{description} (A2A agent {agent_id}, skill {skill['id']})",
         input_schema=INPUT_SCHEMA,
     )
+
+
+def _skill_tool(
+    agent_id: str, skill: Mapping[str, Any], tool: types.Tool, *, held: bool = False
+) -> SkillTool:
     tags = tuple(str(t) for t in skill.get("tags") or () if isinstance(t, str))
     examples = tuple(e for e in skill.get("examples") or () if isinstance(e, str))
-    return SkillTool(name, agent_id, str(skill["id"]), tool, held, tags, examples)
+    return SkillTool(tool.name, agent_id, str(skill["id"]), tool, held, tags, examples)
 
 
 def user_message(text: str | None, data: dict[str, Any] | None) -> Message:

@@ -8,10 +8,12 @@ answer). A caller's listing is the same list object while it stands
 (`gateway.mcp.per_caller`), so both are kept per list. Callers with the same
 rights have lists of the very same tool objects (`FederatedTool.as_mcp_tool`
 gives one object per tool), one list each: those share one map and one set
-of names. Worked out per caller instead, 32 callers of 10,000 tools
-searching at once took 2.5x the gateway's CPU a search of one caller
-(docs/performance.md), and the semantic leg, which keeps a caller's rows by
-the set's identity, worked them out again on every search.
+of names (an agent's skill is one tool object per registry snapshot too,
+`AgentSkillTools`; a virtual server's copy of a tool without its app is each
+caller's own, and is not shared). Worked out per caller instead, 32 callers
+of 10,000 tools searching at once took 2.3-2.5x the gateway's CPU a search
+of one caller (docs/performance.md), and the semantic leg, which keeps a
+caller's rows by the set's identity, worked them out again on every search.
 """
 
 from __future__ import annotations
@@ -57,18 +59,21 @@ class ListingNames:
         self._contents.clear()
 
     def of(self, offered: Sequence[types.Tool]) -> Names:
-        kept = self._lists.get(id(offered))
+        # Each kept dict is least recently used first: a hit moves to the end.
+        kept = self._lists.pop(id(offered), None)
         if kept is not None and kept[0] is offered:
+            self._lists[id(offered)] = kept
             return kept[1]
         # By identity only: a list holding any other object (a copy of a
         # tool without its app, say) has maps of its own.
         content = tuple(map(id, offered))
-        names = self._contents.get(content)
+        names = self._contents.pop(content, None)
         if names is None:
             by_name = {t.name: t for t in offered if t.name not in self._left_out}
-            names = self._contents[content] = Names(offered, by_name, frozenset(by_name))
-            while len(self._contents) > CONTENTS_KEPT:
-                del self._contents[next(iter(self._contents))]
+            names = Names(offered, by_name, frozenset(by_name))
+        self._contents[content] = names
+        while len(self._contents) > CONTENTS_KEPT:
+            del self._contents[next(iter(self._contents))]
         self._lists[id(offered)] = (offered, names)
         while len(self._lists) > LISTS_KEPT:
             del self._lists[next(iter(self._lists))]

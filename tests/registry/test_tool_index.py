@@ -7,6 +7,8 @@ measured."""
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -86,6 +88,27 @@ async def test_the_index_follows_the_catalog(
     catalog.replace(changed[1:])
     await search.search("anything", offered, 1)
     assert "crm__find_contact" not in await index.held()
+
+
+class _Listing(list[types.Tool]):
+    """A caller's listing that a weak reference can watch."""
+
+
+async def test_listings_of_a_replaced_catalog_are_let_go(engine: AsyncEngine) -> None:
+    """Tool search keeps each listing's map while the catalog stands
+    (`gateway.mcp.listing_names`); once it changes, the old listings (and
+    the tools only they hold) are not kept alive by it."""
+    defs = tools()[:20]
+    catalog = Catalog(defs)
+    search = ToolSearch(SqlToolIndex(engine), catalog)
+    old = _Listing(as_tools(defs))
+    watched = weakref.ref(old)
+    assert await search.search("phone number", old, 1)
+    del old
+    catalog.replace(defs)
+    assert await search.search("phone number", _Listing(as_tools(defs)), 1)
+    gc.collect()
+    assert watched() is None
 
 
 @pytest.mark.parametrize(

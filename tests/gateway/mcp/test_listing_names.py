@@ -3,7 +3,11 @@ shared by listings of the very same tools, never by a list of others."""
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import mcp_types as types
+import pytest
 
 from gateway.mcp import listing_names
 from gateway.mcp.listing_names import ListingNames
@@ -59,3 +63,39 @@ def test_maps_kept_are_bounded_and_cleared() -> None:
     again = names.of(kept[-1])
     names.clear()
     assert names.of(kept[-1]) is not again
+
+
+def test_contents_kept_go_least_recently_used_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(listing_names, "CONTENTS_KEPT", 3)
+    names = ListingNames(())
+    tools = [[tool(f"s__t{i}")] for i in range(4)]
+    kept = [names.of(list(t)) for t in tools[:3]]
+    assert names.of(list(tools[0])) is kept[0]  # another caller's list of it: now the most recent
+    names.of(list(tools[3]))  # one over the bound: the least recently used goes
+    assert names.of(list(tools[0])) is kept[0]
+    assert names.of(list(tools[1])) is not kept[1]
+
+
+class _Listing(list[types.Tool]):
+    """A caller's listing that a weak reference can watch."""
+
+
+def test_lists_let_go_are_not_kept_alive(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(listing_names, "LISTS_KEPT", 3)
+    monkeypatch.setattr(listing_names, "CONTENTS_KEPT", 1)
+    names = ListingNames(())
+    first = _Listing([tool("s__a")])
+    watched = weakref.ref(first)
+    names.of(first)
+    del first
+    for i in range(4):
+        names.of(_Listing([tool(f"s__t{i}")]))
+    gc.collect()
+    assert watched() is None
+    kept = _Listing([tool("s__b")])
+    names.of(kept)
+    watched = weakref.ref(kept)
+    del kept
+    names.clear()
+    gc.collect()
+    assert watched() is None

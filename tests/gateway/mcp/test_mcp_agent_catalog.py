@@ -201,3 +201,25 @@ async def test_a_snapshot_idle_past_its_grace_is_checked_in_line(clock: list[flo
     clock[0] += 3600
     latest, _ = await tools.catalog(CALLER, continuing=True)
     assert [t.skill_id for t in latest] == ["s2"]
+
+
+async def test_callers_list_one_tool_object_per_skill_while_the_registry_stands(
+    clock: list[float],
+) -> None:
+    """Tool search shares its map of listings made of the very same objects
+    (`gateway.mcp.listing_names`): two callers' skills are one object each,
+    held or not, and a new card makes new ones."""
+    agents = _Agents()
+    tools = _tools(agents)
+    other: Any = SimpleNamespace(subject="v", issuer="i", scopes=(), actors=(), client_id=None)
+    mine, _ = await tools.catalog(CALLER)
+    theirs, _ = await tools.catalog(other)
+    assert mine is not theirs  # each caller's list is its own
+    assert [t.tool for t in mine] and all(
+        a.tool is b.tool for a, b in zip(mine, theirs, strict=True)
+    )
+    _, every = await tools.every_tool()
+    assert every[0].tool is mine[0].tool
+    agents.revision = 2
+    changed, _ = await tools.catalog(CALLER)
+    assert changed[0].tool is not mine[0].tool and changed[0].tool.name == "alpha__s2"

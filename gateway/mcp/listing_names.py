@@ -33,13 +33,14 @@ LISTS_KEPT = CALLERS_KEPT
 CONTENTS_KEPT = ROWS_KEPT
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Names:
     """A list of tools by name, and its names."""
 
     # The first list they were worked out from, kept with them: the ids
     # `ListingNames` keys them by stay its objects' own while they are kept.
     tools: Sequence[types.Tool]
+    content: tuple[int, ...]  # their ids, in order: the key they are kept by
     by_name: dict[str, types.Tool]
     names: frozenset[str]
 
@@ -50,7 +51,7 @@ class ListingNames:
 
     def __init__(self, left_out: Collection[str]) -> None:
         self._left_out = frozenset(left_out)
-        self._lists: dict[int, tuple[Sequence[types.Tool], Names]] = {}  # oldest first
+        self._lists: dict[int, tuple[Sequence[types.Tool], Names]] = {}
         self._contents: dict[tuple[int, ...], Names] = {}
 
     def clear(self) -> None:
@@ -59,22 +60,24 @@ class ListingNames:
         self._contents.clear()
 
     def of(self, offered: Sequence[types.Tool]) -> Names:
-        # Each kept dict is least recently used first: a hit moves to the end.
+        # Each kept dict is least recently used first: a hit moves to the
+        # end, the list's and its content's (which other callers share).
         kept = self._lists.pop(id(offered), None)
         if kept is not None and kept[0] is offered:
-            self._lists[id(offered)] = kept
-            return kept[1]
-        # By identity only: a list holding any other object (a copy of a
-        # tool without its app, say) has maps of its own.
-        content = tuple(map(id, offered))
-        names = self._contents.pop(content, None)
-        if names is None:
-            by_name = {t.name: t for t in offered if t.name not in self._left_out}
-            names = Names(offered, by_name, frozenset(by_name))
-        self._contents[content] = names
-        while len(self._contents) > CONTENTS_KEPT:
-            del self._contents[next(iter(self._contents))]
+            names = kept[1]
+        else:
+            # By identity only: a list holding any other object (a copy of
+            # a tool without its app, say) has maps of its own.
+            content = tuple(map(id, offered))
+            found = self._contents.get(content)
+            if found is None:
+                by_name = {t.name: t for t in offered if t.name not in self._left_out}
+                found = Names(offered, content, by_name, frozenset(by_name))
+            names = found
         self._lists[id(offered)] = (offered, names)
+        self._contents[names.content] = self._contents.pop(names.content, names)
         while len(self._lists) > LISTS_KEPT:
             del self._lists[next(iter(self._lists))]
+        while len(self._contents) > CONTENTS_KEPT:
+            del self._contents[next(iter(self._contents))]
         return names

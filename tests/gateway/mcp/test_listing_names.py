@@ -99,3 +99,34 @@ def test_lists_let_go_are_not_kept_alive(monkeypatch: pytest.MonkeyPatch) -> Non
     names.clear()
     gc.collect()
     assert watched() is None
+
+
+def test_a_content_in_use_stays_shared_while_others_pass_by(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A caller searching on with its own list keeps the map its content's
+    other callers share, however many other contents come and go."""
+    monkeypatch.setattr(listing_names, "CONTENTS_KEPT", 2)
+    names = ListingNames(())
+    tools = [tool("s__a")]
+    searching = list(tools)
+    shared = names.of(searching)
+    for i in range(5):
+        names.of([tool(f"s__t{i}")])
+        assert names.of(searching) is shared
+    assert names.of(list(tools)) is shared  # another caller of the same tools
+
+
+def test_a_list_in_use_is_kept_past_the_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(listing_names, "LISTS_KEPT", 2)
+    monkeypatch.setattr(listing_names, "CONTENTS_KEPT", 1)
+    names = ListingNames(())
+    first, second = _Listing([tool("s__a")]), _Listing([tool("s__b")])
+    kept = names.of(first)
+    names.of(second)
+    assert names.of(first) is kept  # used again: the other is now the oldest
+    watched = weakref.ref(second)
+    del second
+    names.of([tool("s__c")])
+    gc.collect()
+    assert watched() is None and names.of(first) is kept

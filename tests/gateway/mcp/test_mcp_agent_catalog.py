@@ -25,23 +25,28 @@ class _Agents:
         self.fingerprints = 0
         self.reads = 0
         self.revision = 1
+        self.title = "Alpha"  # the card's name, which a skill's tool title holds
 
     async def fingerprint(self) -> tuple[int, str, int]:
         self.fingerprints += 1
-        return 1, "t", self.revision
+        return 1, self.title, self.revision
 
     async def all_with_cards(self) -> AsyncIterator[tuple[Any, dict[str, Any]]]:
         self.reads += 1
-        card = {"name": "Alpha", "skills": [{"id": f"s{self.revision}", "name": "S"}]}
+        card = {"name": self.title, "skills": [{"id": f"s{self.revision}", "name": "S"}]}
         yield SimpleNamespace(id="alpha"), card
 
 
 def _tools(agents: _Agents) -> AgentSkillTools:
     allowed = SimpleNamespace(allowed=True, approval_required=False)
+    held = SimpleNamespace(allowed=True, approval_required=True)
+
+    def decisions(caller: Any, agent_id: str, card: dict[str, Any]) -> list[Any]:
+        decided = held if caller.subject == "held" else allowed
+        return [(s, decided) for s in card["skills"]]
+
     delegations = SimpleNamespace(
-        agents=agents,
-        policy=SimpleNamespace(current=object()),
-        skill_decisions=lambda caller, agent_id, card: [(s, allowed) for s in card["skills"]],
+        agents=agents, policy=SimpleNamespace(current=object()), skill_decisions=decisions
     )
     parts: Any = SimpleNamespace(delegations=delegations)
     return AgentSkillTools(lambda: parts, lambda card: None)  # type: ignore[arg-type,return-value]
@@ -207,19 +212,20 @@ async def test_callers_list_one_tool_object_per_skill_while_the_registry_stands(
     clock: list[float],
 ) -> None:
     """Tool search shares its map of listings made of the very same objects
-    (`gateway.mcp.listing_names`): two callers' skills are one object each,
-    held or not, and a new card makes new ones."""
+    (`gateway.mcp.listing_names`): two callers' skills are one tool object
+    each, held for one of them or not, and a card changed under the same
+    skill id makes new ones."""
     agents = _Agents()
     tools = _tools(agents)
-    other: Any = SimpleNamespace(subject="v", issuer="i", scopes=(), actors=(), client_id=None)
+    other: Any = SimpleNamespace(subject="held", issuer="i", scopes=(), actors=(), client_id=None)
     mine, _ = await tools.catalog(CALLER)
     theirs, _ = await tools.catalog(other)
     assert mine is not theirs  # each caller's list is its own
-    assert [t.tool for t in mine] and all(
-        a.tool is b.tool for a, b in zip(mine, theirs, strict=True)
-    )
+    assert [s.held for s in mine] == [False] and [s.held for s in theirs] == [True]
+    assert mine[0].tool is theirs[0].tool
     _, every = await tools.every_tool()
     assert every[0].tool is mine[0].tool
-    agents.revision = 2
-    changed, _ = await tools.catalog(CALLER)
-    assert changed[0].tool is not mine[0].tool and changed[0].tool.name == "alpha__s2"
+    agents.title = "Alpha 2"  # the card edited, its skill's id the same
+    edited, _ = await tools.catalog(CALLER)  # a first page: the fingerprint is asked
+    assert edited[0].skill_id == mine[0].skill_id and edited[0].tool is not mine[0].tool
+    assert edited[0].tool.title == "Alpha 2: S"

@@ -134,19 +134,19 @@ def register(gateway: GatewayProcess, server_id: str, url: str) -> float:
 def sessions(url: str, token: str | Sequence[str], count: int, sdk: bool) -> Any:
     """``count`` clients: the cheap wire clients unless ``sdk`` (``--sdk-clients``);
     with several tokens (``--users``), client k holds token k modulo their number."""
+    tokens = [token] if isinstance(token, str) else list(token)
     if sdk:
-        return sdk_sessions(url, token, count)
-    return wire_clients(url, token, count)
+        return sdk_sessions(url, tokens, count)
+    return wire_clients(url, tokens, count)
 
 
 @contextlib.asynccontextmanager
-async def sdk_sessions(url: str, token: str | Sequence[str], count: int) -> Any:
+async def sdk_sessions(url: str, tokens: list[str], count: int) -> Any:
     import httpx2
     from mcp import Client
     from mcp.client.streamable_http import streamable_http_client
 
     async with contextlib.AsyncExitStack() as stack:
-        tokens = [token] if isinstance(token, str) else list(token)
         clients = []
         for k in range(count):
             http = await stack.enter_async_context(

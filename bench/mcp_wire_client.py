@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,12 +84,9 @@ def jsonrpc_answer(answer: bytes, content_type: str) -> dict[str, Any]:
 
 
 @contextlib.asynccontextmanager
-async def wire_clients(
-    url: str, token: str | Sequence[str], count: int
-) -> AsyncIterator[list[WireClient]]:
-    """``count`` clients of ``url``, each on a connection of its own; with
-    several tokens, client k holds token k modulo their number."""
-    tokens = [token] if isinstance(token, str) else list(token)
+async def wire_clients(url: str, tokens: list[str], count: int) -> AsyncIterator[list[WireClient]]:
+    """``count`` clients of ``url``, each on a connection of its own; client
+    k holds token k modulo their number."""
     async with contextlib.AsyncExitStack() as stack:
         clients = []
         for k in range(count):

@@ -63,21 +63,22 @@ class ListingNames:
         # Each kept dict is least recently used first: a hit moves to the
         # end, the list's and its content's (which other callers share).
         kept = self._lists.pop(id(offered), None)
-        if kept is not None and kept[0] is offered:
-            names = kept[1]
-        else:
-            # By identity only: a list holding any other object (a copy of
-            # a tool without its app, say) has maps of its own.
-            content = tuple(map(id, offered))
-            found = self._contents.get(content)
-            if found is None:
-                by_name = {t.name: t for t in offered if t.name not in self._left_out}
-                found = Names(offered, content, by_name, frozenset(by_name))
-            names = found
+        names = kept[1] if kept is not None and kept[0] is offered else self._of_content(offered)
         self._lists[id(offered)] = (offered, names)
         self._contents[names.content] = self._contents.pop(names.content, names)
         while len(self._lists) > LISTS_KEPT:
             del self._lists[next(iter(self._lists))]
         while len(self._contents) > CONTENTS_KEPT:
             del self._contents[next(iter(self._contents))]
+        return names
+
+    def _of_content(self, offered: Sequence[types.Tool]) -> Names:
+        """The maps of a list of these very objects, kept or worked out now
+        (by identity only: a list holding any other object, a copy of a tool
+        without its app say, has maps of its own)."""
+        content = tuple(map(id, offered))
+        names = self._contents.get(content)
+        if names is None:
+            by_name = {t.name: t for t in offered if t.name not in self._left_out}
+            names = Names(offered, content, by_name, frozenset(by_name))
         return names

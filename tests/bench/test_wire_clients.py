@@ -30,7 +30,7 @@ async def test_client_k_sends_token_k_modulo_their_number() -> None:
         url = f"http://127.0.0.1:{port}/mcp"
         async with wire_clients(url, ["a", "b", "c"], 5) as clients:
             await asyncio.gather(*(c.request("ping", {"client": k}) for k, c in enumerate(clients)))
-        async with wire_clients(url, "alone", 2) as clients:
+        async with wire_clients(url, ["alone"], 2) as clients:
             await asyncio.gather(
                 *(c.request("ping", {"client": 10 + k}) for k, c in enumerate(clients))
             )

@@ -174,10 +174,15 @@ def test_a_dead_run_is_taken_over_while_its_replica_lives(
 
         async def kill_the_run() -> None:
             # The coroutine dies without ending its task (as when it is lost
-            # to a bug); the replica itself lives on, its row renewed.
-            for (_, running), run in list(runner._runs.items()):
-                if running == task_id:
-                    run.task.cancel()
+            # to a bug); the replica itself lives on, its row renewed. Dead
+            # once its unwinding is over (the call's stream closed, its record
+            # written): until then the run is still here, and no look takes
+            # it back. A look woken before that (on a loaded machine) was the
+            # flake this wait ends.
+            [run] = [run for (_, running), run in runner._runs.items() if running == task_id]
+            run.task.cancel()
+            await run.done.wait()
+            assert not runner.here(("chat", task_id))
 
         gateway.server.run(kill_the_run())
         # One look of the takeover (its job, woken) takes the run back and

@@ -10,6 +10,15 @@ time; the queries that arrived during it go in the next, up to
 `MOST_AT_ONCE`. Nothing waits for a batch to fill: a query that finds the
 model idle is embedded at once.
 
+With the model in its own process, the next batch is sent before the pass
+ahead of it ends, once as many queries wait as that pass carries (`_due`):
+the process takes it the moment it is free, instead of waiting for the
+event loop to read the answer and send what waits -- while the loop
+serves other requests, which on a busy gateway left the model idle about
+a fifth of the time (docs/performance.md, "The model kept busy"). Never
+more than one batch waits there: a query arriving later goes in the pass
+after, not in one of its own.
+
 The pass runs in the model's own process (`registry.model_process`: why),
 or in a worker thread when the model is loaded here (tests, benches); the
 query's similarity to every tool's vector and its best rows in a worker
@@ -59,7 +68,10 @@ class QueryBatches:
         # `ModelProcessGone`), else the caller's embedder, in a worker thread.
         self._apart = apart
         self._waiting: list[_Asked] = []
-        self._runner: asyncio.Task[None] | None = None
+        # The batches sent and not answered yet, each with its size: one,
+        # or in the model's process two (the second waiting there, `_due`).
+        self._passes: dict[asyncio.Task[None], int] = {}
+        self._most_in_flight = 1 if apart is None else 2
         # A batch's similarities, worked out beside the next batch's pass
         # (`_score`): the model does not wait for them.
         self._scoring: set[asyncio.Task[None]] = set()
@@ -73,32 +85,55 @@ class QueryBatches:
         loop = asyncio.get_running_loop()
         asked = _Asked(query, matrix, index, depth, loop.create_future())
         self._waiting.append(asked)
-        runner = self._runner
-        # A runner of a loop that closed without ending it would never answer.
-        if runner is None or runner.done() or runner.get_loop() is not loop:
-            self._runner = loop.create_task(self._run(embedder))
+        # A pass of a loop that closed without ending it would never answer.
+        if any(task.done() or task.get_loop() is not loop for task in self._passes):
+            self._passes = {
+                t: n for t, n in self._passes.items() if not t.done() and t.get_loop() is loop
+            }
+        self._send(embedder)
         return await asked.answer
 
-    async def _run(self, embedder: QueryEmbedder | None) -> None:
-        while self._waiting:
+    def _due(self) -> bool:
+        """Whether what waits goes to the model now: when no pass is under
+        way, at once; with one under way in the model's process, once a
+        batch as large as that pass has formed (a smaller one would pay a
+        pass's fixed share for fewer queries: `MOST_AT_ONCE`)."""
+        if not self._waiting or len(self._passes) >= self._most_in_flight:
+            return False
+        ahead = max(self._passes.values(), default=0)
+        return len(self._waiting) >= min(ahead, MOST_AT_ONCE)
+
+    def _send(self, embedder: QueryEmbedder | None) -> None:
+        """Start a pass of what waits, if it is due (`_due`)."""
+        loop = asyncio.get_running_loop()
+        while self._due():
             taken = self._waiting[:MOST_AT_ONCE]
             del self._waiting[:MOST_AT_ONCE]
             batch = [a for a in taken if not a.answer.done()]  # a cancelled search is not embedded
-            if not batch:
-                continue
-            try:
-                vectors: list[Any] = await self._vectors(embedder, batch)
-            except asyncio.CancelledError:  # the loop is closing: no search waits forever
-                _cancel([*batch, *self._waiting])
-                raise
-            except Exception as error:
-                # Not the model's (`_vectors` gives each query its own): every
-                # search of the batch fails with it, and the runner goes on.
-                _settle(batch, [error] * len(batch))
-                continue
+            if batch:
+                self._passes[loop.create_task(self._pass(embedder, batch))] = len(batch)
+
+    async def _pass(self, embedder: QueryEmbedder | None, batch: list[_Asked]) -> None:
+        """One batch through the model, its scoring started, and then what
+        has become due sent."""
+        try:
+            vectors: list[Any] = await self._vectors(embedder, batch)
+        except asyncio.CancelledError:  # the loop is closing: no search waits forever
+            _cancel([*batch, *self._waiting])
+            self._passes.clear()
+            raise
+        except Exception as error:
+            # Not the model's (`_vectors` gives each query its own): every
+            # search of the batch fails with it, and the next pass goes on.
+            _settle(batch, [error] * len(batch))
+        else:
             task = asyncio.get_running_loop().create_task(_score(batch, vectors))
             self._scoring.add(task)
             task.add_done_callback(self._scoring.discard)
+        current = asyncio.current_task()
+        if current is not None:
+            self._passes.pop(current, None)
+        self._send(embedder)
 
     async def _vectors(
         self, embedder: QueryEmbedder | None, batch: list[_Asked]

@@ -6,13 +6,17 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pytest
 
 from registry import query_batches
 from registry.query_batches import QueryBatches
+
+if TYPE_CHECKING:
+    from registry.model_process import ModelProcess
 
 AXES = {"x": [1.0, 0.0], "y": [0.0, 1.0], "xy": [0.6, 0.8]}
 MATRIX = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]], dtype=np.float32)  # tools a, b, c
@@ -201,6 +205,71 @@ def test_the_next_pass_does_not_wait_for_a_batchs_scoring(
     assert passes == 2
     assert [i for i, _ in first] == [0]
     assert [i for i, _ in second] == [1]
+
+
+class _Apart:
+    """Stands in for the model's process (`registry.model_process`): each
+    batch is taken at once, as its pipe takes it, and answered when the
+    test opens that batch's gate."""
+
+    def __init__(self) -> None:
+        self.sent: list[list[str]] = []
+        self.gates: list[asyncio.Event] = []
+
+    async def embed(self, texts: list[str], *, query: bool = True) -> Any:
+        self.sent.append(list(texts))
+        gate = asyncio.Event()
+        self.gates.append(gate)
+        await gate.wait()
+        return np.array([AXES[t] for t in texts], dtype=np.float32)
+
+
+async def _settled(done: Callable[[], bool]) -> None:
+    """Until ``done()``: the event loop turned until the tasks have acted."""
+    for _ in range(1_000):
+        if done():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("not settled")
+
+
+def test_the_next_batch_waits_in_the_models_process_once_as_large_as_the_pass() -> None:
+    """With the model in its own process, the next batch is sent while a
+    pass is under way, once as many queries wait as that pass carries: the
+    process takes it the moment it is free. Never more than one waits
+    there, and a smaller batch waits for the pass ahead to end."""
+    apart = _Apart()
+
+    async def run() -> list[Any]:
+        batches = QueryBatches(cast("ModelProcess", apart))
+
+        def search(query: str) -> asyncio.Task[list[tuple[int, float]]]:
+            return asyncio.create_task(batches.nearest(None, query, MATRIX, np.arange(3), 1))
+
+        tasks = [search("x")]
+        await _settled(lambda: apart.sent == [["x"]])  # the model idle: at once
+        tasks.append(search("y"))  # as large as the pass under way (1): sent
+        await _settled(lambda: apart.sent == [["x"], ["y"]])
+        tasks += [search("xy"), search("x")]  # two batches there already: they wait
+        for _ in range(50):
+            await asyncio.sleep(0)
+        assert apart.sent == [["x"], ["y"]]
+        apart.gates[0].set()  # one left under way ([y], 1): the two go
+        await _settled(lambda: apart.sent == [["x"], ["y"], ["xy", "x"]])
+        apart.gates[1].set()  # under way: [xy, x], 2
+        await _settled(lambda: all(t.done() for t in tasks[:2]))
+        tasks.append(search("y"))  # 1 < 2: it waits for the pass ahead
+        for _ in range(50):
+            await asyncio.sleep(0)
+        assert len(apart.sent) == 3
+        tasks.append(search("xy"))  # 2: sent
+        await _settled(lambda: apart.sent[3:] == [["y", "xy"]])
+        for gate in apart.gates[2:]:
+            gate.set()
+        return await asyncio.wait_for(asyncio.gather(*tasks), 10)
+
+    answers = asyncio.run(run())
+    assert [answer[0][0] for answer in answers] == [0, 1, 2, 0, 1, 2]  # a, b, c, a, b, c
 
 
 @pytest.mark.parametrize("queries", [1, 2, 5, query_batches.BLOCKED_QUERIES, 12])

@@ -130,3 +130,16 @@ def test_a_list_in_use_is_kept_past_the_bound(monkeypatch: pytest.MonkeyPatch) -
     names.of([tool("s__c")])
     gc.collect()
     assert watched() is None and names.of(first) is kept
+
+
+def test_contents_are_equal_by_their_ids_not_by_their_hash() -> None:
+    """The key is hashed once; two lists of other ids whose hashes collide
+    are still two keys (a collision must not give one caller's map to
+    another)."""
+    first = listing_names.Content((1, 2, 3))
+    assert first == listing_names.Content((1, 2, 3))
+    assert hash(first) == hash(listing_names.Content((1, 2, 3)))
+    colliding = listing_names.Content((3, 2, 1))
+    colliding._hash = first._hash  # as if the two hashes collided
+    kept = {first: "first's"}
+    assert colliding not in kept and kept.get(listing_names.Content((1, 2, 3))) == "first's"
